@@ -1,0 +1,114 @@
+"""``trio-udpchat server|client``: flags in, one clear line out on failure.
+
+Exit codes: 0 for a normal end (EOF, CTRL+C), 1 for a runtime failure, 2 for
+bad usage. Expected failures never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Sequence
+from functools import partial
+from typing import NoReturn
+
+import trio
+
+from ._run import run_client, run_server, run_until_signalled
+from ._terminal import StdioTerminal
+from ._udp import StartupError
+from ._version import __version__
+
+PROG = "trio-udpchat"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are a single line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port number {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port number {text!r}: must be 0-65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``trio-udpchat`` command."""
+    parser = _Parser(
+        prog=PROG,
+        description="A terminal chat over UDP, built on Trio.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{server,client}")
+
+    server = commands.add_parser(
+        "server",
+        help="listen for clients and answer the one that spoke last",
+        description="Listen for clients; each line you type answers the client that spoke last.",
+    )
+    client = commands.add_parser(
+        "client",
+        help="talk to a server",
+        description="Talk to a trio-udpchat server (or, with --plain, any plain-text UDP peer).",
+    )
+    for sub, port_help in (
+        (server, "port to listen on; 0 picks a free one (default: %(default)s)"),
+        (client, "port of the server (default: %(default)s)"),
+    ):
+        sub.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="host name or IP address, IPv4 or IPv6 (default: %(default)s)",
+        )
+        sub.add_argument("--port", type=_port, default=3000, help=port_help)
+    server.add_argument(
+        "--no-input",
+        action="store_true",
+        help="read no operator input: keep serving in the background until CTRL+C or SIGTERM",
+    )
+    client.add_argument(
+        "--plain",
+        action="store_true",
+        help="speak bare UTF-8 text datagrams, for plain servers such as nc -u -l",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "client" and args.port == 0:
+        parser.exit(2, f"{PROG} client: error: --port must be 1-65535 for a client\n")
+    # Never crash on a character the terminal's encoding cannot show.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    terminal = StdioTerminal(args.command)
+    if args.command == "server":
+        run = partial(run_server, terminal, args.host, args.port, operator=not args.no_input)
+    else:
+        run = partial(run_client, terminal, args.host, args.port, plain=args.plain)
+    status = 0
+    try:
+        trio.run(run_until_signalled, run)
+    except* StartupError as group:
+        print(f"{PROG}: error: {group.exceptions[0]}", file=sys.stderr)
+        status = 1
+    except* BrokenPipeError:
+        status = 0  # our reader went away: nothing left to say
+    except* KeyboardInterrupt:
+        status = 0  # CTRL+C before the signal handler was installed
+    if args.command == "server" and terminal.input_ended and not terminal.interactive:
+        # A server started in the background (stdin /dev/null) stops at once: say why.
+        print(
+            f"{PROG}: end of input, server stopped (--no-input keeps it serving)", file=sys.stderr
+        )
+    return status

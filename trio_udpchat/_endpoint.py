@@ -1,0 +1,67 @@
+"""What the server and client cores share: an outbox, an event queue, counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ._config import Config
+from ._errors import RemoteProtocolError
+from ._events import Address, Event
+from ._wire import Frame, decode_frame_untrusted, encode_frame
+
+
+class Endpoint:
+    """Base of the sans-IO cores.
+
+    Inputs are method calls that take ``now``; outputs are collected here until
+    the I/O layer drains them with :meth:`datagrams_to_send` and :meth:`pop_events`.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        #: Counters by name: ``datagrams_in``, ``bytes_out``, ``dropped:<reason>``, ...
+        self.stats: Counter[str] = Counter()
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._events: list[Event] = []
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """Take the datagrams waiting to go out, oldest first."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def pop_events(self) -> list[Event]:
+        """Take the events that happened since the last call, oldest first."""
+        out, self._events = self._events, []
+        return out
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` wants to run next, or ``None`` for never."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Do whatever was due at or before ``now``."""
+
+    def _count_in(self, data: bytes) -> None:
+        self.stats["datagrams_in"] += 1
+        self.stats["bytes_in"] += len(data)
+
+    def _drop(self, reason: str) -> None:
+        self.stats["dropped:" + reason] += 1
+
+    def _decode(self, data: bytes) -> Frame | None:
+        try:
+            return decode_frame_untrusted(data)
+        except RemoteProtocolError as exc:
+            self._drop(exc.reason)
+            return None
+
+    def _send(self, data: bytes, addr: Address) -> None:
+        self.stats["datagrams_out"] += 1
+        self.stats["bytes_out"] += len(data)
+        self._outbox.append((data, addr))
+
+    def _send_frame(self, frame: Frame, addr: Address) -> None:
+        self._send(encode_frame(frame), addr)
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)

@@ -1,0 +1,124 @@
+"""What the protocol core tells the layers above: frozen values, past-tense names.
+
+The Trio layer hands each event to the terminal, which decides how (and whether)
+to show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+#: A socket address as the socket module gives it: ``(host, port)`` for IPv4,
+#: ``(host, port, flowinfo, scope_id)`` for IPv6.
+Address: TypeAlias = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """The server's socket is bound at ``address``."""
+
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """``sender`` said ``text``; ``plain`` if it came as a bare text datagram."""
+
+    sender: Address
+    text: str
+    plain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    """A framed client at ``address`` opened a session with the server."""
+
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLeft:
+    """The client at ``address`` said goodbye."""
+
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class NoRecipient:
+    """The operator's ``text`` was not sent: there is nobody to reply to.
+
+    ``left`` is the address of the last speaker if it has since left.
+    """
+
+    text: str
+    left: Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTooLong:
+    """``text`` was not sent: ``size`` bytes do not fit in one datagram's ``limit``."""
+
+    text: str
+    size: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotDelivered:
+    """``text`` never left this program; ``reason`` says why, in words."""
+
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """The server at ``server`` welcomed us."""
+
+    server: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSilent:
+    """The server at ``server`` has not answered our hellos for ``seconds``."""
+
+    server: Address
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRefused:
+    """The OS reported the server's port unreachable (nothing listening there)."""
+
+    server: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAnswered:
+    """The server answers again after we reported it silent or refused."""
+
+    server: Address
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLost:
+    """The server no longer knows our session (it restarted); we are reconnecting."""
+
+    server: Address
+
+
+Event: TypeAlias = (
+    Listening
+    | MessageReceived
+    | PeerJoined
+    | PeerLeft
+    | NoRecipient
+    | MessageTooLong
+    | NotDelivered
+    | SessionStarted
+    | ServerSilent
+    | ServerRefused
+    | ServerAnswered
+    | SessionLost
+)

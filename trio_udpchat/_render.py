@@ -1,0 +1,78 @@
+"""Events to the lines a person reads. The classic demo's strings live here.
+
+``None`` means the event is not shown (the classic transcript stays as it was).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from ._events import (
+    Address,
+    Event,
+    Listening,
+    MessageReceived,
+    MessageTooLong,
+    NoRecipient,
+    NotDelivered,
+    ServerAnswered,
+    ServerRefused,
+    ServerSilent,
+    SessionLost,
+)
+
+Role = Literal["server", "client"]
+
+SERVER_PROMPT: Final = "Input message to send to client: "
+CLIENT_PROMPT: Final = "Input message to send to server: "
+LISTENING: Final = "Listening at {address!r}"
+CLIENT_SAYS: Final = "The client at {address!r} says {text!r}"
+SERVER_REPLIED: Final = "The server replied with {text!r}"
+
+PROMPTS: Final[dict[Role, str]] = {"server": SERVER_PROMPT, "client": CLIENT_PROMPT}
+
+
+def show_address(address: Address) -> tuple[str, int]:
+    """``(host, port)``, as the classic demo prints it, for IPv4 and IPv6 alike."""
+    return (str(address[0]), int(address[1]))
+
+
+def render(event: Event, role: Role) -> str | None:
+    """The line to print for ``event`` on a ``role`` terminal, or ``None``."""
+    match event:
+        case Listening(address=address):
+            return LISTENING.format(address=show_address(address))
+        case MessageReceived(sender=sender, text=text):
+            if role == "server":
+                return CLIENT_SAYS.format(address=show_address(sender), text=text)
+            return SERVER_REPLIED.format(text=text)
+        case NoRecipient(left=None):
+            return "*** nobody to reply to yet: no client has spoken, so nothing was sent"
+        case NoRecipient(left=left) if left is not None:
+            return f"*** the client at {show_address(left)!r} has left, so nothing was sent"
+        case MessageTooLong(size=size, limit=limit):
+            return (
+                f"! message too long: {size} bytes, but at most {limit} fit in one datagram;"
+                " nothing was sent"
+            )
+        case NotDelivered(text=text, reason=reason):
+            return f"! not delivered: {text!r} ({reason})"
+        case ServerSilent(server=server, seconds=seconds):
+            return (
+                f"! no answer from the server at {show_address(server)!r} for {seconds:.0f} s"
+                " (is it running?); still trying, and your messages wait"
+            )
+        case ServerRefused(server=server):
+            return (
+                f"! nothing is listening at {show_address(server)!r} (connection refused);"
+                " is the server running?"
+            )
+        case ServerAnswered(server=server):
+            return f"*** the server at {show_address(server)!r} is answering now"
+        case SessionLost(server=server):
+            return (
+                f"*** the server at {show_address(server)!r} no longer knew us (restarted?);"
+                " reconnecting, and the last message may be lost"
+            )
+        case _:
+            return None

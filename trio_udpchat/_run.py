@@ -1,0 +1,195 @@
+"""Running a server or client: one nursery with a receive task, a timer task and input.
+
+The protocol core decides everything; this layer only moves bytes and events.
+After every input (a datagram, a line, a timer) it *flushes*: sends what the
+core wants sent, hands its events to the terminal, and re-arms the timer.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from ._client import ClientCore
+from ._config import Config
+from ._endpoint import Endpoint
+from ._events import Address, Event, Listening
+from ._server import ServerCore
+from ._udp import open_client_socket, open_server_socket
+
+_RECV_SIZE = 65536  # any UDP datagram fits; plain-text peers may send large ones
+
+
+class Terminal(Protocol):
+    """Where lines come from and events go: the stdio terminal, or a fake in tests."""
+
+    async def read_line(self) -> str | None:
+        """The next line the user typed, without its newline; ``None`` at EOF."""
+        ...
+
+    def show(self, event: Event) -> None:
+        """Present one event to the user."""
+        ...
+
+
+class _Driver:
+    """Pumps one sans-IO core over one socket."""
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        core: Endpoint,
+        terminal: Terminal,
+        on_refused: Callable[[float], None] | None = None,
+    ) -> None:
+        self._sock = sock
+        self._core = core
+        self._terminal = terminal
+        self._on_refused = on_refused
+        self._timer_scope = trio.CancelScope()
+        self._flushed = trio.Event()
+
+    async def flush(self) -> None:
+        """Send what the core has queued, show its events, and re-arm the timer."""
+        for event in self._core.pop_events():
+            self._terminal.show(event)
+        for data, addr in self._core.datagrams_to_send():
+            await self._sendto(data, addr)
+        # Sending may have produced events (a refused port), so show those too.
+        for event in self._core.pop_events():
+            self._terminal.show(event)
+        timer = self._core.get_timer()
+        self._timer_scope.deadline = math.inf if timer is None else timer
+        self._flushed.set()
+        self._flushed = trio.Event()
+
+    async def wait_flushed(self) -> None:
+        """Return after the next flush."""
+        await self._flushed.wait()
+
+    async def _sendto(self, data: bytes, addr: Address) -> None:
+        try:
+            await self._sock.sendto(data, addr)
+        except ConnectionRefusedError:
+            self._refused()
+        except OSError as exc:
+            self._core.stats[f"send_error:{exc.errno}"] += 1
+
+    def _refused(self) -> None:
+        self._core.stats["refused"] += 1
+        if self._on_refused is not None:
+            self._on_refused(trio.current_time())
+
+    async def receive_task(self, receive: Callable[[bytes, Address, float], None]) -> None:
+        """Feed every datagram that arrives to ``receive``, then flush."""
+        while True:
+            try:
+                data, addr = await self._sock.recvfrom(_RECV_SIZE)
+            except ConnectionRefusedError:
+                self._refused()
+            except OSError as exc:
+                # ICMP errors (host unreachable, ...) surface here; count, never crash.
+                self._core.stats[f"recv_error:{exc.errno}"] += 1
+            else:
+                receive(data, addr, trio.current_time())
+            await self.flush()
+
+    async def timer_task(self) -> None:
+        """Sleep until the core's timer is due, let it act, repeat."""
+        while True:
+            with self._timer_scope:
+                await trio.sleep_forever()
+            self._timer_scope = trio.CancelScope()
+            self._core.handle_timer(trio.current_time())
+            await self.flush()
+
+
+async def run_server(
+    terminal: Terminal,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    config: Config | None = None,
+    *,
+    operator: bool = True,
+    core: ServerCore | None = None,
+    task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve on ``host``/``port`` until the terminal reaches EOF or we are cancelled.
+
+    The operator's lines answer whoever spoke last; without an ``operator``
+    no input is read and only cancellation stops the server.
+    ``task_status.started`` receives the bound address (useful with port 0).
+    """
+    core = core or ServerCore(config)
+    with await open_server_socket(host, port) as sock:
+        address = sock.getsockname()
+        terminal.show(Listening(address))
+        driver = _Driver(sock, core, terminal)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver.receive_task, core.receive_datagram)
+            nursery.start_soon(driver.timer_task)
+            task_status.started(address)
+            if not operator:
+                await trio.sleep_forever()
+            while (line := await terminal.read_line()) is not None:
+                core.reply(line, trio.current_time())
+                await driver.flush()
+            nursery.cancel_scope.cancel()
+
+
+async def run_client(
+    terminal: Terminal,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    config: Config | None = None,
+    *,
+    plain: bool = False,
+    task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Talk to the server at ``host``/``port`` until EOF or cancellation.
+
+    On the way out, whatever was typed but still waits for a session gets a
+    short grace period (``config.linger``), then the client says goodbye under
+    a shielded timeout (``config.goodbye_timeout``) and closes the socket.
+    """
+    config = config or Config()
+    sock, server = await open_client_socket(host, port)
+    with sock:
+        core = ClientCore(server, config, plain=plain)
+        driver = _Driver(sock, core, terminal, on_refused=core.note_unreachable)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(driver.receive_task, core.receive_datagram)
+                nursery.start_soon(driver.timer_task)
+                core.start(trio.current_time())
+                await driver.flush()
+                task_status.started(server)
+                while (line := await terminal.read_line()) is not None:
+                    core.send_text(line, trio.current_time())
+                    await driver.flush()
+                with trio.move_on_after(config.linger):
+                    while core.has_queued():
+                        await driver.wait_flushed()
+                nursery.cancel_scope.cancel()
+        finally:
+            core.close(trio.current_time())
+            with trio.move_on_after(config.goodbye_timeout, shield=True):
+                await driver.flush()
+
+
+async def run_until_signalled(main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main``; SIGINT (CTRL+C) or SIGTERM cancels it, which is a clean exit."""
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_signals)
+        await main()
+        nursery.cancel_scope.cancel()
