@@ -1,0 +1,53 @@
+"""Development sessions: ``nox`` runs the tests; ``nox -s lint typecheck docs`` the rest.
+
+``fuzz`` and ``bench`` are opt-in: name them to run them.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "pexpect>=4.8"]
+
+
+def _install(session: nox.Session, *extra: str) -> None:
+    session.install("-e", ".", *TEST_DEPS, *extra)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest arguments after ``--``)."""
+    _install(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Run the Hypothesis tests with many more examples (the ``fuzz`` profile)."""
+    _install(session)
+    session.run("pytest", "--hypothesis-profile=fuzz", "-m", "not e2e", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package, the tests and this file with ``mypy --strict``."""
+    _install(session, "mypy", "nox")
+    session.run("mypy", "--strict")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx documentation, warnings as errors."""
+    _install(session, "sphinx>=7")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
