@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 0  # our reader went away: nothing left to say
     except* KeyboardInterrupt:
         status = 0  # CTRL+C before the signal handler was installed
+    finally:
+        terminal.close()
     if args.command == "server" and terminal.input_ended and not terminal.interactive:
         # A server started in the background (stdin /dev/null) stops at once: say why.
         print(

@@ -76,6 +76,13 @@ class StdioTerminal:
             self._out.write(line + "\n")
         self._out.flush()
 
+    def close(self) -> None:
+        """End the prompt's line, so the shell's prompt starts on a fresh one."""
+        if self._prompt_shown:
+            self._out.write("\n")
+            self._out.flush()
+            self._prompt_shown = False
+
     def _take(self, chunk: bytes) -> None:
         if not chunk:
             self._eof = True
