@@ -1,8 +1,9 @@
 """The client's sans-IO core: get a session, send text, hear replies.
 
-States: ``connecting`` (hellos go out with exponential backoff until a
-welcome arrives; typed messages wait in a bounded queue), ``connected``, and
-``closed``. In plain mode there is no session: text goes out as bare UTF-8.
+States: ``idle`` until :meth:`ClientCore.start`; ``connecting`` (hellos go out
+with exponential backoff until a welcome arrives; typed messages wait in a
+bounded queue); ``connected``; and ``closed``. In plain mode there is no
+session: text goes out as bare UTF-8.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ._events import (
 from ._plaintext import PlainStyle, split_plaintext
 from ._wire import TEXT_OVERHEAD, Bye, Hello, Reset, Text, Welcome, encode_frame, is_frame
 
-State = Literal["connecting", "connected", "closed"]
+State = Literal["idle", "connecting", "connected", "closed"]
 
 _NO_SESSION: Final = "the server never answered"
 
@@ -51,7 +52,7 @@ class ClientCore(Endpoint):
         self.server = server
         self.plain = plain
         self._randbits = randbits
-        self.state: State = "connected" if plain else "connecting"
+        self.state: State = "connected" if plain else "idle"
         self._style = PlainStyle()
         self._session = 0
         self._nonce = 0
@@ -66,7 +67,7 @@ class ClientCore(Endpoint):
 
     def start(self, now: float) -> None:
         """Begin: send the first hello (framed mode)."""
-        if self.state == "connecting":
+        if self.state == "idle":
             self._begin_connecting(now)
 
     def send_text(self, text: str, now: float) -> None:
@@ -120,6 +121,8 @@ class ClientCore(Endpoint):
 
     def note_unreachable(self, now: float) -> None:
         """The OS says nothing listens at the server's port (ICMP unreachable)."""
+        if self.state == "closed":
+            return
         if self.state == "connected" and not self.plain:
             self._begin_connecting(now)
         if not self._reported:
@@ -153,10 +156,11 @@ class ClientCore(Endpoint):
         """Retransmit the hello and report silence when due."""
         if self.state != "connecting":
             return
-        silent_for = now - self._silent_since
-        if not self._reported and silent_for >= self.config.server_silent_after:
+        # Compare against the very deadline get_timer() gave, so float rounding
+        # can never leave a due timer unhandled (and the I/O layer spinning).
+        if not self._reported and now >= self._silent_since + self.config.server_silent_after:
             self._reported = True
-            self._emit(ServerSilent(self.server, silent_for))
+            self._emit(ServerSilent(self.server, now - self._silent_since))
         if now >= self._hello_at:
             self._hello_interval = min(self._hello_interval * 2, self.config.hello_retry_cap)
             self._send_hello(now)

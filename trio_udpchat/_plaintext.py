@@ -26,14 +26,20 @@ def split_plaintext(data: bytes) -> list[str]:
 
 @dataclass(slots=True)
 class PlainStyle:
-    """How one plain-text peer ends its datagrams, so we answer alike."""
+    """How one plain-text peer ends its datagrams (``""``, ``"\n"`` or ``"\r\n"``), so we
+    answer alike."""
 
-    newline: bool = False
+    ending: str = ""
 
     def observe(self, data: bytes) -> None:
         """Learn the peer's style from a datagram it sent."""
-        self.newline = data.endswith(b"\n")
+        if data.endswith(b"\r\n"):
+            self.ending = "\r\n"
+        elif data.endswith(b"\n"):
+            self.ending = "\n"
+        else:
+            self.ending = ""
 
     def encode(self, text: str) -> bytes:
         """The datagram that carries ``text`` to this peer."""
-        return (text + "\n" if self.newline else text).encode("utf-8", errors="replace")
+        return (text + self.ending).encode("utf-8", errors="replace")

@@ -1,0 +1,125 @@
+"""The sans-IO core stays sans-IO: checked by parsing the source with ``ast``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trio_udpchat"
+
+#: The protocol core: stdlib only, time and randomness passed in.
+CORE_MODULES = (
+    "_errors",
+    "_config",
+    "_wire",
+    "_plaintext",
+    "_events",
+    "_endpoint",
+    "_server",
+    "_client",
+)
+#: Modules no core module may reach: the Trio layer and the CLI.
+UPPER_MODULES = frozenset({"_udp", "_run", "_cli", "_terminal", "_render"})
+#: Top-level packages the core may not import (I/O, clocks, event loops).
+FORBIDDEN_IMPORTS = frozenset({"trio", "socket", "time", "asyncio", "select"})
+
+
+def _imported(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """Dotted names an import brings in; relative ones keep their leading dots.
+
+    ``from ._udp import bind`` gives ``._udp.bind``; ``from . import _run`` gives ``._run``.
+    """
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = "." * node.level + (node.module + "." if node.module else "")
+    return [base + alias.name for alias in node.names]
+
+
+def _import_violation(name: str) -> bool:
+    parts = name.lstrip(".").split(".")
+    if name.startswith("."):
+        inside = parts
+    elif parts[0] in FORBIDDEN_IMPORTS:
+        return True
+    else:
+        inside = parts[1:] if parts[0] == "trio_udpchat" else []
+    return bool(inside) and inside[0] in UPPER_MODULES
+
+
+def violations(source: str) -> list[str]:
+    """What in ``source`` a core module must not do."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found += [f"imports {name}" for name in _imported(node) if _import_violation(name)]
+        elif isinstance(node, ast.Name) and node.id in {"print", "__import__"}:
+            found.append(f"uses {node.id}")
+        elif isinstance(node, ast.Attribute) and node.attr == "import_module":
+            found.append("uses importlib.import_module")
+    return found
+
+
+def _module_source(name: str) -> str:
+    return (PACKAGE / f"{name}.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", CORE_MODULES)
+def test_core_module_exists(name: str) -> None:
+    assert (PACKAGE / f"{name}.py").is_file()
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_every_module_parses(path: Path) -> None:
+    ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+@pytest.mark.parametrize("name", CORE_MODULES)
+def test_core_module_is_sans_io(name: str) -> None:
+    assert violations(_module_source(name)) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import trio",
+        "import trio.lowlevel",
+        "from trio import sleep",
+        "import socket as s",
+        "from time import monotonic",
+        "import asyncio",
+        "import select",
+        "from ._udp import bind",
+        "from . import _run",
+        "from ._cli import main",
+        "from trio_udpchat._terminal import Terminal",
+        "from trio_udpchat import _render",
+        "import trio_udpchat._udp",
+        "print('hi')",
+        "def f():\n    import time\n",
+        "out = print",
+        "__import__('trio')",
+        "import importlib\nimportlib.import_module('socket')",
+    ],
+)
+def test_checker_catches(source: str) -> None:
+    # The checker itself must see each kind of violation, or the test above proves nothing.
+    assert violations(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import struct\nfrom collections import Counter",
+        "from ._wire import encode_frame",
+        "from . import _wire",
+        "from trio_udpchat._events import Event",
+        "import timeit",
+        "import socketserver",
+        "from .time_utils import x",
+        "printer = 1",
+    ],
+)
+def test_checker_allows(source: str) -> None:
+    assert violations(source) == []
