@@ -27,13 +27,14 @@ from trio_udpchat import (
     ServerRefused,
     ServerSilent,
     SessionLost,
+    SessionStarted,
     StartupError,
     encode_frame,
     run_client,
     run_server,
 )
 from trio_udpchat._render import render
-from trio_udpchat._wire import Hello, Text
+from trio_udpchat._wire import Data, Hello
 
 LOOPBACK = "127.0.0.1"
 
@@ -161,7 +162,7 @@ async def test_silent_server_reported_then_late_server_gets_queued_messages(
     assert said.text == "are you there?"
 
 
-async def test_restarted_server_resets_the_session_and_client_reconnects() -> None:
+async def test_restarted_server_resets_the_session_and_nothing_typed_is_lost() -> None:
     async with running() as nursery:
         async with trio.open_nursery() as first_life:
             server, address = await start_server(first_life)
@@ -170,12 +171,12 @@ async def test_restarted_server_resets_the_session_and_client_reconnects() -> No
             await server.wait_for(MessageReceived)
             first_life.cancel_scope.cancel()
         reborn, _ = await start_server(nursery, port=address[1])
-        client.enter("lost in the restart")
+        client.enter("sent into the restart")
         await client.wait_for(SessionLost)
-        await reborn.wait_for(PeerJoined)
+        await client.wait_for(SessionStarted, lambda e: e.reconnect)
         client.enter("after")
-        said = await reborn.wait_for(MessageReceived)
-    assert said.text == "after"
+        await reborn.wait_for(MessageReceived, lambda e: e.text == "after")
+    assert [e.text for e in reborn.of(MessageReceived)] == ["sent into the restart", "after"]
 
 
 async def test_plain_text_peer_and_garbage_against_the_server() -> None:
@@ -212,16 +213,24 @@ async def test_plain_client_talks_to_a_plain_server() -> None:
     assert replied.text == "Hello, client!"
 
 
-async def test_message_too_long_for_one_datagram_is_not_sent() -> None:
+async def test_long_messages_are_fragmented_and_too_long_ones_refused() -> None:
+    config = Config()
     core = ServerCore()
+    longest = "é" * (config.max_message // 2)  # 64 KiB of UTF-8 in 56 fragments
     async with running() as nursery:
         server, address = await start_server(nursery, core=core)
         client = await start_client(nursery, address)
-        client.enter("x" * 2000, "short")
-        await server.wait_for(MessageReceived)
+        client.enter("x" * 2000, longest, longest + "x", "line one\nline two")
+        await server.wait_for(MessageReceived, lambda e: e.text.startswith("line one"))
         too_long = await client.wait_for(MessageTooLong)
-    assert too_long.size == 2000
-    assert [e.text for e in server.of(MessageReceived)] == ["short"]
+    assert too_long.size == config.max_message + 1
+    assert too_long.limit == config.max_message
+    assert [e.text for e in server.of(MessageReceived)] == [
+        "x" * 2000,
+        longest,
+        "line one\nline two",
+    ]
+    assert core.stats["datagrams_in"] >= 2 + 56
 
 
 async def test_datagram_from_a_stranger_never_reaches_the_client() -> None:
@@ -232,7 +241,7 @@ async def test_datagram_from_a_stranger_never_reaches_the_client() -> None:
         said = await server.wait_for(MessageReceived)
         with udp_socket() as stranger:
             # The client's socket is connected to the server, so the OS filters this out.
-            await stranger.sendto(encode_frame(Text(0, "spoofed")), said.sender)
+            await stranger.sendto(encode_frame(Data(0, 0, 0, 0, b"spoofed")), said.sender)
             await stranger.sendto(encode_frame(Hello(1)), said.sender)
         server.enter("real")
         await client.wait_for(MessageReceived)

@@ -13,12 +13,14 @@ from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._events import Address as Address
 from ._events import Event as Event
 from ._events import Listening as Listening
+from ._events import MessageDelivered as MessageDelivered
 from ._events import MessageReceived as MessageReceived
 from ._events import MessageTooLong as MessageTooLong
 from ._events import NoRecipient as NoRecipient
 from ._events import NotDelivered as NotDelivered
 from ._events import PeerJoined as PeerJoined
 from ._events import PeerLeft as PeerLeft
+from ._events import PeerMoved as PeerMoved
 from ._events import ServerAnswered as ServerAnswered
 from ._events import ServerRefused as ServerRefused
 from ._events import ServerSilent as ServerSilent
@@ -30,31 +32,36 @@ from ._run import run_server as run_server
 from ._server import ServerCore as ServerCore
 from ._udp import StartupError as StartupError
 from ._version import __version__ as __version__
+from ._wire import Ack as Ack
 from ._wire import Bye as Bye
+from ._wire import Data as Data
 from ._wire import Frame as Frame
 from ._wire import Hello as Hello
 from ._wire import Reset as Reset
-from ._wire import Text as Text
 from ._wire import Welcome as Welcome
 from ._wire import decode_frame_untrusted as decode_frame_untrusted
 from ._wire import encode_frame as encode_frame
 
 __all__ = [
+    "Ack",
     "Address",
     "Bye",
     "ClientCore",
     "Config",
+    "Data",
     "Event",
     "Frame",
     "Hello",
     "Listening",
     "LocalProtocolError",
+    "MessageDelivered",
     "MessageReceived",
     "MessageTooLong",
     "NoRecipient",
     "NotDelivered",
     "PeerJoined",
     "PeerLeft",
+    "PeerMoved",
     "ProtocolError",
     "RemoteProtocolError",
     "Reset",
@@ -66,7 +73,6 @@ __all__ = [
     "SessionStarted",
     "StartupError",
     "Terminal",
-    "Text",
     "Welcome",
     "__version__",
     "decode_frame_untrusted",

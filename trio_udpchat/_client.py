@@ -1,22 +1,26 @@
-"""The client's sans-IO core: get a session, send text, hear replies.
+"""The client's sans-IO core: get a session, keep it alive, send and hear text.
 
 States: ``idle`` until :meth:`ClientCore.start`; ``connecting`` (hellos go out
 with exponential backoff until a welcome arrives; typed messages wait in a
-bounded queue); ``connected``; and ``closed``. In plain mode there is no
-session: text goes out as bare UTF-8.
+bounded queue); ``connected`` (a reliable session); and ``closed``. A session
+that fails (no acknowledgement within the retry budget) or that the server no
+longer knows (it restarted) sends the client back to ``connecting`` by itself.
+In plain mode there is no session: text goes out as bare UTF-8 datagrams.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Literal
 
 from ._config import Config
 from ._endpoint import Endpoint
 from ._errors import LocalProtocolError
 from ._events import (
     Address,
+    MessageDelivered,
     MessageReceived,
     MessageTooLong,
     NotDelivered,
@@ -27,11 +31,10 @@ from ._events import (
     SessionStarted,
 )
 from ._plaintext import PlainStyle, split_plaintext
-from ._wire import TEXT_OVERHEAD, Bye, Hello, Reset, Text, Welcome, encode_frame, is_frame
+from ._session import Session
+from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
 
 State = Literal["idle", "connecting", "connected", "closed"]
-
-_NO_SESSION: Final = "the server never answered"
 
 
 class ClientCore(Endpoint):
@@ -54,9 +57,10 @@ class ClientCore(Endpoint):
         self._randbits = randbits
         self.state: State = "connected" if plain else "idle"
         self._style = PlainStyle()
-        self._session = 0
+        self._session: Session | None = None
+        self._had_session = False
         self._nonce = 0
-        self._queue: list[str] = []
+        self._queue: deque[str] = deque()  # typed while we have no session
         # Hello schedule while connecting.
         self._hello_at = 0.0
         self._hello_interval = 0.0
@@ -74,11 +78,15 @@ class ClientCore(Endpoint):
         """Send ``text`` to the server, or queue it until we have a session."""
         if self.state == "closed":
             raise LocalProtocolError("send_text() after close()")
-        data = self._encode_text(text)
-        if data is None:
+        if self.plain:
+            self._send_plain(text)
             return
-        if self.state == "connected":
-            self._send(data, self.server)
+        payload = self._utf8(text)
+        if len(payload) > self.config.max_message:
+            self._emit(MessageTooLong(text, len(payload), self.config.max_message))
+        elif self._session is not None:
+            if self._session.send(text, payload) is None:
+                self._emit(NotDelivered(text, "the send queue is full"))
         elif len(self._queue) >= self.config.max_queued_messages:
             self._emit(NotDelivered(text, "the send queue is full"))
         else:
@@ -98,20 +106,19 @@ class ClientCore(Endpoint):
                 self._emit(MessageReceived(addr, line, plain=True))
             return
         match self._decode(data):
-            case Welcome(nonce=nonce, session=session):
+            case Welcome(nonce=nonce, session=session_id):
                 if self.state == "connecting" and nonce == self._nonce:
-                    self._welcomed(session)
+                    self._welcomed(session_id, now)
                 else:
                     self._drop("stale-welcome")
-            case Text(session=session, text=text):
-                if self.state == "connected" and session == self._session:
-                    self._emit(MessageReceived(addr, text))
+            case Data() | Ack() as frame:
+                if self._session is not None and frame.session == self._session.id:
+                    self._receive_session_frame(self._session, frame, now)
                 else:
                     self._drop("unknown-session")
-            case Reset(session=session):
-                if self.state == "connected" and session == self._session:
-                    self._emit(SessionLost(self.server))
-                    self._begin_connecting(now)
+            case Reset(session=session_id):
+                if self._session is not None and session_id == self._session.id:
+                    self._lost_session(now)
                 else:
                     self._drop("unknown-session")
             case Hello() | Bye():
@@ -123,73 +130,134 @@ class ClientCore(Endpoint):
         """The OS says nothing listens at the server's port (ICMP unreachable)."""
         if self.state == "closed":
             return
-        if self.state == "connected" and not self.plain:
-            self._begin_connecting(now)
         if not self._reported:
             self._reported = True
             self._emit(ServerRefused(self.server))
 
     def close(self, now: float) -> None:
-        """Say goodbye; whatever is still queued is reported not delivered."""
-        if self.state == "connected" and not self.plain:
-            self._send_frame(Bye(self._session), self.server)
+        """Say goodbye; whatever was not acknowledged is reported not delivered."""
+        if self._session is not None:
+            self._send(self._session.bye(), self.server)
+            for message in self._session.sender.unacknowledged():
+                self._emit(NotDelivered(message.text, "not acknowledged before exit"))
+            self._session = None
         for text in self._queue:
-            self._emit(NotDelivered(text, _NO_SESSION))
+            self._emit(NotDelivered(text, "the server never answered"))
         self._queue.clear()
         self.state = "closed"
 
-    def has_queued(self) -> bool:
-        """Whether typed messages are waiting for a session."""
-        return bool(self._queue)
+    def pending(self) -> list[str]:
+        """Texts typed but not yet acknowledged by the server, oldest first."""
+        sent = [] if self._session is None else self._session.sender.unacknowledged()
+        return [message.text for message in sent] + list(self._queue)
+
+    def has_pending(self) -> bool:
+        """Whether anything typed still waits for a session or an acknowledgement."""
+        return bool(self._queue) or (
+            self._session is not None and bool(self._session.sender.unacknowledged())
+        )
 
     # -- timers -------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """When the next hello or silence report is due, if connecting."""
-        if self.state != "connecting":
+        """When the next hello, retransmission, keepalive or silence report is due.
+
+        Valid after :meth:`datagrams_to_send`, which the I/O layer calls after every input.
+        """
+        if self.state == "connecting":
+            if self._reported:
+                return self._hello_at
+            return min(self._hello_at, self._silent_since + self.config.server_silent_after)
+        session = self._session
+        if session is None:
             return None
-        if self._reported:
-            return self._hello_at
-        return min(self._hello_at, self._silent_since + self.config.server_silent_after)
+        deadline = session.sender.deadline()
+        if deadline is None:
+            return session.last_sent + self.config.keepalive_after
+        silent_at = self._silent_deadline(session)
+        return deadline if silent_at is None else min(deadline, silent_at)
 
     def handle_timer(self, now: float) -> None:
-        """Retransmit the hello and report silence when due."""
-        if self.state != "connecting":
+        """Retransmit, keep alive, report silence, or give up, as due."""
+        if self.state == "connecting":
+            # Compare against the very deadline get_timer() gave, so float rounding
+            # can never leave a due timer unhandled (and the I/O layer spinning).
+            if not self._reported and now >= self._silent_since + self.config.server_silent_after:
+                self._reported = True
+                self._emit(ServerSilent(self.server, now - self._silent_since))
+            if now >= self._hello_at:
+                self._hello_interval = min(self._hello_interval * 2, self.config.hello_retry_cap)
+                self._send_hello(now)
             return
-        # Compare against the very deadline get_timer() gave, so float rounding
-        # can never leave a due timer unhandled (and the I/O layer spinning).
-        if not self._reported and now >= self._silent_since + self.config.server_silent_after:
+        session = self._session
+        if session is None:
+            return
+        if session.sender.failed(now):
+            for message in session.sender.unacknowledged():
+                self._emit(NotDelivered(message.text, "the server did not acknowledge it"))
+            self._session = None
+            self._begin_connecting(now, silent_since=session.last_heard)
+            return
+        silent_at = self._silent_deadline(session)
+        if silent_at is not None and now >= silent_at:
             self._reported = True
-            self._emit(ServerSilent(self.server, now - self._silent_since))
-        if now >= self._hello_at:
-            self._hello_interval = min(self._hello_interval * 2, self.config.hello_retry_cap)
-            self._send_hello(now)
+            since = silent_at - self.config.server_silent_after
+            self._emit(ServerSilent(self.server, now - since))
+        if session.sender.in_flight == 0 and now >= session.last_sent + self.config.keepalive_after:
+            session.sender.keepalive()
 
     # -- internals ----------------------------------------------------------
 
-    def _encode_text(self, text: str) -> bytes | None:
-        if self.plain:
-            data = self._style.encode(text)
-            overhead = len(data) - len(text.encode("utf-8", errors="replace"))
-        else:
-            data = encode_frame(Text(self._session, text))
-            overhead = TEXT_OVERHEAD
-        if len(data) > self.config.max_datagram:
-            self._emit(
-                MessageTooLong(text, len(data) - overhead, self.config.max_datagram - overhead)
-            )
+    def _collect(self, now: float, out: list[tuple[bytes, Address]]) -> None:
+        if self._session is not None:
+            out.extend((data, self.server) for data in self._session.datagrams(now))
+
+    def _silent_deadline(self, session: Session) -> float | None:
+        """When to report silence: packets unanswered for ``server_silent_after``."""
+        oldest = session.sender.oldest_unacked()
+        if self._reported or oldest is None:
             return None
-        return data
+        return max(oldest, session.last_heard) + self.config.server_silent_after
+
+    def _send_plain(self, text: str) -> None:
+        data = self._style.encode(text)
+        if len(data) > self.config.max_datagram:
+            overhead = len(data) - len(text.encode("utf-8", errors="replace"))
+            limit = self.config.max_datagram - overhead
+            self._emit(MessageTooLong(text, len(data) - overhead, limit))
+        else:
+            self._send(data, self.server)
+
+    def _receive_session_frame(self, session: Session, frame: Data | Ack, now: float) -> None:
+        arrivals = session.accept(frame, self.server, now)
+        self._answered()
+        for message in arrivals.delivered:
+            self._emit(MessageDelivered(message.text))
+        if arrivals.undecodable:
+            self._drop("bad-utf8")
+        for text in arrivals.texts:
+            self._emit(MessageReceived(self.server, text))
 
     def _answered(self) -> None:
         if self._reported:
             self._reported = False
             self._emit(ServerAnswered(self.server))
 
-    def _begin_connecting(self, now: float) -> None:
+    def _lost_session(self, now: float) -> None:
+        """The server restarted: what it never acknowledged goes out again on a new session."""
+        assert self._session is not None
+        unacked = [message.text for message in self._session.sender.unacknowledged()]
+        self._queue.extendleft(reversed(unacked))
+        while len(self._queue) > self.config.max_queued_messages:
+            self._emit(NotDelivered(self._queue.pop(), "the send queue is full"))
+        self._session = None
+        self._emit(SessionLost(self.server))
+        self._begin_connecting(now)
+
+    def _begin_connecting(self, now: float, *, silent_since: float | None = None) -> None:
         self.state = "connecting"
         self._nonce = self._randbits(64)
-        self._silent_since = now
+        self._silent_since = now if silent_since is None else silent_since
         self._hello_interval = self.config.hello_retry_initial
         self._send_hello(now)
 
@@ -197,11 +265,15 @@ class ClientCore(Endpoint):
         self._send_frame(Hello(self._nonce), self.server)
         self._hello_at = now + self._hello_interval
 
-    def _welcomed(self, session: int) -> None:
+    def _welcomed(self, session_id: int, now: float) -> None:
         self.state = "connected"
-        self._session = session
-        self._emit(SessionStarted(self.server))
+        session = self._session = Session(session_id, self.server, self.config, now, self.stats)
+        if self._had_session:
+            self._reported = False  # "reconnected" says it all
+        self._emit(SessionStarted(self.server, reconnect=self._had_session))
+        self._had_session = True
         self._answered()
-        queued, self._queue = self._queue, []
+        queued, self._queue = self._queue, deque()
         for text in queued:
-            self._send_frame(Text(session, text), self.server)
+            if session.send(text, self._utf8(text)) is None:
+                self._emit(NotDelivered(text, "the send queue is full"))

@@ -1,33 +1,67 @@
 """Every timeout, window and limit of the protocol in one frozen object.
 
-Tests shrink these; the CLI exposes the few a user would tune.
+Tests shrink these; the CLI exposes the few a user would tune. The defaults
+follow the anchors in ARCHITECTURE.md (RFC 6298/9002, KCP, ENet, Mosh).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._errors import LocalProtocolError
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Tunable numbers of a trio_udpchat endpoint.
-
-    Times are in seconds, sizes in bytes.
-    """
+    """Tunable numbers of a trio_udpchat endpoint. Times in seconds, sizes in bytes."""
 
     #: Largest datagram we ever send (QUIC's safe minimum MTU, RFC 9000 §14).
     max_datagram: int = 1200
+    #: Longest message text (UTF-8 bytes); longer ones are split into fragments.
+    max_message: int = 65536
+
     #: First hello retransmission delay; it doubles up to ``hello_retry_cap``.
     hello_retry_initial: float = 1.0
     #: Longest wait between two hellos while the server is silent.
     hello_retry_cap: float = 10.0
-    #: How long a client waits for a welcome before telling the user.
+
+    #: Retransmission timeout before any RTT sample (RFC 6298: 1 s).
+    rto_initial: float = 1.0
+    #: Floor and cap of the retransmission timeout.
+    rto_min: float = 0.2
+    rto_max: float = 10.0
+    #: A packet not acknowledged after this many sends, or this long, fails.
+    max_transmissions: int = 8
+    give_up_after: float = 30.0
+    #: Reliable packets in flight per session (KCP's send window).
+    window: int = 32
+    #: Packets queued behind the window per session; beyond it a send is refused.
+    send_queue: int = 256
+    #: How far past the next expected packet the receiver buffers (KCP).
+    reorder_window: int = 128
+    #: A packet is retransmitted at once after this many acks skip over it.
+    fast_retransmit_after: int = 3
+
+    #: The client sends a keepalive after this long without sending anything.
+    keepalive_after: float = 15.0
+    #: The server forgets a session after this long without a valid datagram.
+    session_expiry: float = 60.0
+    #: The client tells the user the server is silent after this long.
     server_silent_after: float = 3.0
-    #: Messages a client holds while it has no session yet.
+
+    #: Messages a client holds while it has no session.
     max_queued_messages: int = 100
-    #: After EOF, how long a client waits to hand over messages still queued.
-    linger: float = 0.5
+    #: After EOF, how long a client waits to hand over messages not yet acknowledged.
+    linger: float = 0.75
     #: How long the goodbye may take on shutdown (shielded from cancellation).
     goodbye_timeout: float = 0.25
     #: Peers (framed or plain) a server remembers; the least recently heard goes first.
     max_peers: int = 1024
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window <= self.reorder_window:
+            raise LocalProtocolError("window must be between 1 and reorder_window")
+        if self.reorder_window > 2**20:
+            raise LocalProtocolError("reorder_window is unreasonably large")
+        if self.max_datagram < 64:
+            raise LocalProtocolError("max_datagram must be at least 64 bytes")

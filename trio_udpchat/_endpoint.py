@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ._config import Config
-from ._errors import RemoteProtocolError
+from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Address, Event
 from ._wire import Frame, decode_frame_untrusted, encode_frame
 
@@ -19,14 +19,19 @@ class Endpoint:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        #: Counters by name: ``datagrams_in``, ``bytes_out``, ``dropped:<reason>``, ...
+        #: Counters by name: ``datagrams_in``, ``bytes_out``, ``retransmissions``,
+        #: ``dropped:<reason>``, ...
         self.stats: Counter[str] = Counter()
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: list[Event] = []
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        """Take the datagrams waiting to go out, oldest first."""
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Take the datagrams that should go out at ``now``, oldest first."""
         out, self._outbox = self._outbox, []
+        self._collect(now, out)
+        for data, _ in out:
+            self.stats["datagrams_out"] += 1
+            self.stats["bytes_out"] += len(data)
         return out
 
     def pop_events(self) -> list[Event]:
@@ -40,6 +45,9 @@ class Endpoint:
 
     def handle_timer(self, now: float) -> None:
         """Do whatever was due at or before ``now``."""
+
+    def _collect(self, now: float, out: list[tuple[bytes, Address]]) -> None:
+        """Append what the sessions want to send at ``now`` (subclasses)."""
 
     def _count_in(self, data: bytes) -> None:
         self.stats["datagrams_in"] += 1
@@ -56,12 +64,17 @@ class Endpoint:
             return None
 
     def _send(self, data: bytes, addr: Address) -> None:
-        self.stats["datagrams_out"] += 1
-        self.stats["bytes_out"] += len(data)
         self._outbox.append((data, addr))
 
     def _send_frame(self, frame: Frame, addr: Address) -> None:
         self._send(encode_frame(frame), addr)
+
+    @staticmethod
+    def _utf8(text: str) -> bytes:
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise LocalProtocolError(f"text is not encodable as UTF-8: {exc}") from None
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)

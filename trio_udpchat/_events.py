@@ -39,9 +39,26 @@ class PeerJoined:
 
 @dataclass(frozen=True, slots=True)
 class PeerLeft:
-    """The client at ``address`` said goodbye."""
+    """The client at ``address`` is gone; ``reason`` is ``"quit"``, ``"timed out"``,
+    ``"not answering"`` or ``"reconnected"``."""
 
     address: Address
+    reason: str = "quit"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMoved:
+    """A client's session now comes from ``new`` (NAT rebinding, a new network)."""
+
+    old: Address
+    new: Address
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """The peer acknowledged every packet of ``text``."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +91,10 @@ class NotDelivered:
 
 @dataclass(frozen=True, slots=True)
 class SessionStarted:
-    """The server at ``server`` welcomed us."""
+    """The server at ``server`` welcomed us; ``reconnect`` if we had a session before."""
 
     server: Address
+    reconnect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +131,8 @@ Event: TypeAlias = (
     | MessageReceived
     | PeerJoined
     | PeerLeft
+    | PeerMoved
+    | MessageDelivered
     | NoRecipient
     | MessageTooLong
     | NotDelivered

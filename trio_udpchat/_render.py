@@ -19,6 +19,7 @@ from ._events import (
     ServerRefused,
     ServerSilent,
     SessionLost,
+    SessionStarted,
 )
 
 Role = Literal["server", "client"]
@@ -71,8 +72,10 @@ def render(event: Event, role: Role) -> str | None:
             return f"*** the server at {show_address(server)!r} is answering now"
         case SessionLost(server=server):
             return (
-                f"*** the server at {show_address(server)!r} no longer knew us (restarted?);"
-                " reconnecting, and the last message may be lost"
+                f"*** the server at {show_address(server)!r} restarted and forgot this session;"
+                " reconnecting (unacknowledged messages will be sent again)"
             )
+        case SessionStarted(server=server, reconnect=True):
+            return f"*** reconnected to the server at {show_address(server)!r}"
         case _:
             return None

@@ -57,7 +57,7 @@ class _Driver:
         """Send what the core has queued, show its events, and re-arm the timer."""
         for event in self._core.pop_events():
             self._terminal.show(event)
-        for data, addr in self._core.datagrams_to_send():
+        for data, addr in self._core.datagrams_to_send(trio.current_time()):
             await self._sendto(data, addr)
         # Sending may have produced events (a refused port), so show those too.
         for event in self._core.pop_events():
@@ -172,7 +172,7 @@ async def run_client(
                     core.send_text(line, trio.current_time())
                     await driver.flush()
                 with trio.move_on_after(config.linger):
-                    while core.has_queued():
+                    while core.has_pending():
                         await driver.wait_flushed()
                 nursery.cancel_scope.cancel()
         finally:

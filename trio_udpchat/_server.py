@@ -1,41 +1,47 @@
-"""The server's sans-IO core: who is talking to us, and where replies go."""
+"""The server's sans-IO core: sessions with framed clients, plain-text peers, and
+where the operator's replies go."""
 
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ._config import Config
 from ._endpoint import Endpoint
 from ._events import (
     Address,
+    MessageDelivered,
     MessageReceived,
     MessageTooLong,
     NoRecipient,
+    NotDelivered,
     PeerJoined,
     PeerLeft,
+    PeerMoved,
 )
 from ._plaintext import PlainStyle, split_plaintext
-from ._wire import TEXT_OVERHEAD, Bye, Hello, Reset, Text, Welcome, encode_frame, is_frame
+from ._session import Session
+from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
 
 
-@dataclass(slots=True)
-class _Peer:
-    """What the server remembers of one address."""
+class _Client:
+    """A framed client: its session and the nonce of the hello that opened it."""
 
-    session: int | None = None  # None: a plain-text peer
-    nonce: int = 0
-    style: PlainStyle = field(default_factory=PlainStyle)
+    __slots__ = ("nonce", "session")
+
+    def __init__(self, session: Session, nonce: int) -> None:
+        self.session = session
+        self.nonce = nonce
 
 
 class ServerCore(Endpoint):
     """Serves framed clients and plain-text peers on one socket.
 
     The operator's :meth:`reply` goes to whoever spoke last, as in the classic
-    demo. Peers are remembered least-recently-heard first, at most
-    ``config.max_peers`` of them.
+    demo. Sessions expire after ``config.session_expiry`` of silence; at most
+    ``config.max_peers`` sessions and as many plain peers are remembered, the
+    least recently heard going first.
     """
 
     def __init__(
@@ -43,13 +49,25 @@ class ServerCore(Endpoint):
     ) -> None:
         super().__init__(config or Config())
         self._randbits = randbits
-        self._peers: OrderedDict[Address, _Peer] = OrderedDict()
-        self._last_speaker: Address | None = None
+        self._clients: OrderedDict[int, _Client] = OrderedDict()  # least recently heard first
+        self._by_addr: dict[Address, int] = {}
+        self._plain: OrderedDict[Address, PlainStyle] = OrderedDict()
+        self._dirty: set[int] = set()  # sessions that may have something to send
+        self._busy: set[int] = set()  # sessions with packets in flight (they have timers)
+        self._last_speaker: int | Address | None = None  # session id, or a plain address
+        self._last_address: Address | None = None
 
     @property
     def peer_count(self) -> int:
-        """How many addresses the server currently remembers."""
-        return len(self._peers)
+        """How many framed clients and plain peers the server currently remembers."""
+        return len(self._clients) + len(self._plain)
+
+    @property
+    def session_count(self) -> int:
+        """How many framed sessions are open."""
+        return len(self._clients)
+
+    # -- inputs -------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         """Take in one datagram from ``addr``; never raises on bad bytes."""
@@ -59,15 +77,16 @@ class ServerCore(Endpoint):
             return
         match self._decode(data):
             case Hello(nonce=nonce):
-                self._receive_hello(nonce, addr)
-            case Text(session=session, text=text):
-                if self._session_peer(session, addr, reset=True) is not None:
-                    self._last_speaker = addr
-                    self._emit(MessageReceived(addr, text))
-            case Bye(session=session):
-                if self._session_peer(session, addr, reset=False) is not None:
-                    del self._peers[addr]
-                    self._emit(PeerLeft(addr))
+                self._receive_hello(nonce, addr, now)
+            case Data() | Ack() | Bye() as frame:
+                client = self._clients.get(frame.session)
+                if client is None:
+                    self._drop("unknown-session")
+                    if not isinstance(frame, Bye):
+                        # No larger than what triggered it: cannot amplify.
+                        self._send_frame(Reset(frame.session), addr)
+                    return
+                self._receive_session_frame(client, frame, addr, now)
             case Welcome() | Reset():
                 self._drop("unexpected")
             case None:
@@ -75,66 +94,163 @@ class ServerCore(Endpoint):
 
     def reply(self, text: str, now: float) -> None:
         """Send the operator's ``text`` to the peer that spoke last."""
-        addr = self._last_speaker
-        peer = None if addr is None else self._peers.get(addr)
-        if addr is None or peer is None:
-            self._emit(NoRecipient(text, left=addr))
-            return
-        if peer.session is None:
-            data = peer.style.encode(text)
-            overhead = len(data) - len(text.encode("utf-8", errors="replace"))
+        target = self._last_speaker
+        if target is None:
+            self._emit(NoRecipient(text))
+        elif isinstance(target, int):
+            client = self._clients.get(target)
+            if client is None:
+                self._emit(NoRecipient(text, left=self._last_address))
+            else:
+                self._send_reliably(client.session, text)
         else:
-            data = encode_frame(Text(peer.session, text))
-            overhead = TEXT_OVERHEAD
-        if len(data) > self.config.max_datagram:
-            limit = self.config.max_datagram - overhead
-            self._emit(MessageTooLong(text, len(data) - overhead, limit))
-            return
-        self._send(data, addr)
+            style = self._plain.get(target)
+            if style is None:
+                self._emit(NoRecipient(text, left=target))
+            else:
+                self._send_plain(target, style, text)
 
-    def _remember(self, addr: Address) -> _Peer:
-        peer = self._peers.get(addr)
-        if peer is None:
-            peer = self._peers[addr] = _Peer()
-            if len(self._peers) > self.config.max_peers:
-                self._peers.popitem(last=False)
-                self.stats["peers_evicted"] += 1
-        else:
-            self._peers.move_to_end(addr)
-        return peer
+    def pending(self) -> list[tuple[Address, str]]:
+        """Messages sent to framed clients and not yet acknowledged, oldest first."""
+        return [
+            (client.session.peer, message.text)
+            for client in self._clients.values()
+            for message in client.session.sender.unacknowledged()
+        ]
+
+    # -- timers -------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The earliest retransmission, give-up or expiry among the sessions."""
+        deadlines = [self._expiry_deadline()]
+        for session_id in list(self._busy):
+            deadline = self._clients[session_id].session.sender.deadline()
+            if deadline is None:
+                self._busy.discard(session_id)
+            else:
+                deadlines.append(deadline)
+        found = [d for d in deadlines if d is not None]
+        return min(found) if found else None
+
+    def handle_timer(self, now: float) -> None:
+        """Expire silent sessions, give up on unresponsive ones, schedule retransmissions."""
+        while self._clients:
+            oldest = next(iter(self._clients.values()))
+            if oldest.session.last_heard + self.config.session_expiry > now:
+                break
+            self._end(oldest, "timed out", "the client timed out")
+        for session_id in list(self._busy):
+            session = self._clients[session_id].session
+            if session.sender.failed(now):
+                self._end(self._clients[session_id], "not answering", "no acknowledgement")
+            else:
+                self._dirty.add(session_id)
+
+    # -- internals ----------------------------------------------------------
+
+    def _collect(self, now: float, out: list[tuple[bytes, Address]]) -> None:
+        for session_id in self._dirty:
+            client = self._clients.get(session_id)
+            if client is None:
+                continue
+            session = client.session
+            out.extend((data, session.peer) for data in session.datagrams(now))
+            if session.sender.in_flight:
+                self._busy.add(session_id)
+        self._dirty.clear()
+
+    def _expiry_deadline(self) -> float | None:
+        if not self._clients:
+            return None
+        oldest = next(iter(self._clients.values()))
+        return oldest.session.last_heard + self.config.session_expiry
 
     def _receive_plain(self, data: bytes, addr: Address) -> None:
-        peer = self._remember(addr)
-        peer.style.observe(data)
-        self._last_speaker = addr
+        style = self._plain.get(addr)
+        if style is None:
+            style = self._plain[addr] = PlainStyle()
+            if len(self._plain) > self.config.max_peers:
+                self._plain.popitem(last=False)
+                self.stats["peers_evicted"] += 1
+        else:
+            self._plain.move_to_end(addr)
+        style.observe(data)
+        self._last_speaker = self._last_address = addr
         for line in split_plaintext(data):
             self._emit(MessageReceived(addr, line, plain=True))
 
-    def _receive_hello(self, nonce: int, addr: Address) -> None:
-        known = self._peers.get(addr)
-        if known is None or known.session is None or known.nonce != nonce:
-            peer = self._remember(addr)
-            peer.session = self._randbits(64)
-            peer.nonce = nonce
-            self._emit(PeerJoined(addr))
+    def _receive_hello(self, nonce: int, addr: Address, now: float) -> None:
+        known_id = self._by_addr.get(addr)
+        known = None if known_id is None else self._clients[known_id]
+        if known is not None and known.nonce == nonce:
+            # A retransmitted hello: our welcome was lost, so send the same one again.
+            self._send_frame(Welcome(nonce, known.session.id), addr)
+            return
+        if known is not None:
+            self._end(known, "reconnected", "the client reconnected")
+        session_id = self._randbits(64)
+        while session_id in self._clients:
+            session_id = self._randbits(64)
+        self._clients[session_id] = _Client(
+            Session(session_id, addr, self.config, now, self.stats), nonce
+        )
+        self._by_addr[addr] = session_id
+        if len(self._clients) > self.config.max_peers:
+            self.stats["peers_evicted"] += 1
+            self._end(next(iter(self._clients.values())), "timed out", "the client was evicted")
+        self._emit(PeerJoined(addr))
+        self._send_frame(Welcome(nonce, session_id), addr)
+
+    def _receive_session_frame(
+        self, client: _Client, frame: Data | Ack | Bye, addr: Address, now: float
+    ) -> None:
+        session = client.session
+        old_peer = session.peer
+        arrivals = session.accept(frame, addr, now)
+        self._clients.move_to_end(session.id)
+        if session.peer != old_peer:
+            if self._by_addr.get(old_peer) == session.id:
+                del self._by_addr[old_peer]
+            self._by_addr[session.peer] = session.id
+            self._emit(PeerMoved(old_peer, session.peer))
+        if isinstance(frame, Bye):
+            self._end(client, "quit", "the client left")
+            return
+        self._dirty.add(session.id)
+        for message in arrivals.delivered:
+            self._emit(MessageDelivered(message.text))
+        if arrivals.undecodable:
+            self._drop("bad-utf8")
+        for text in arrivals.texts:
+            self._last_speaker = session.id
+            self._last_address = session.peer
+            self._emit(MessageReceived(session.peer, text))
+
+    def _send_reliably(self, session: Session, text: str) -> None:
+        payload = self._utf8(text)
+        if len(payload) > self.config.max_message:
+            self._emit(MessageTooLong(text, len(payload), self.config.max_message))
+        elif session.send(text, payload) is None:
+            self._emit(NotDelivered(text, "the send queue is full"))
         else:
-            # A retransmitted hello: the welcome was lost, so send the same one again.
-            peer = self._remember(addr)
-        assert peer.session is not None
-        self._send_frame(Welcome(nonce, peer.session), addr)
+            self._dirty.add(session.id)
 
-    def _session_peer(self, session: int, addr: Address, *, reset: bool) -> _Peer | None:
-        """The peer at ``addr`` if it holds ``session``; otherwise count a drop.
+    def _send_plain(self, addr: Address, style: PlainStyle, text: str) -> None:
+        data = style.encode(text)
+        if len(data) > self.config.max_datagram:
+            overhead = len(data) - len(text.encode("utf-8", errors="replace"))
+            limit = self.config.max_datagram - overhead
+            self._emit(MessageTooLong(text, len(data) - overhead, limit))
+        else:
+            self._send(data, addr)
 
-        With ``reset``, tell the sender we hold no such session, so a client of a
-        restarted server reconnects. The reset is no larger than the frame that
-        triggered it, so it cannot amplify traffic at a spoofed address.
-        """
-        peer = self._peers.get(addr)
-        if peer is None or peer.session != session:
-            self._drop("unknown-session")
-            if reset:
-                self._send_frame(Reset(session), addr)
-            return None
-        self._peers.move_to_end(addr)
-        return peer
+    def _end(self, client: _Client, why: str, undelivered: str) -> None:
+        session = client.session
+        del self._clients[session.id]
+        if self._by_addr.get(session.peer) == session.id:
+            del self._by_addr[session.peer]
+        self._busy.discard(session.id)
+        self._dirty.discard(session.id)
+        for message in session.sender.unacknowledged():
+            self._emit(NotDelivered(message.text, undelivered))
+        self._emit(PeerLeft(session.peer, why))

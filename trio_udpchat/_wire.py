@@ -8,14 +8,22 @@ Every frame starts with a three-byte header::
     1       1     VERSION, currently 1; any other version is dropped
     2       1     frame type, below
 
-followed by a body that depends on the type (integers are big-endian)::
+followed by a body that depends on the type (integers are big-endian; ``pn``
+is the sender's packet number, one per datagram, strictly increasing; ``seq``
+numbers the reliable packets of a session; both are sent modulo 2**32)::
 
-    type          code  body                           meaning
-    Hello         0x01  nonce u64                      client asks for a session
-    Welcome       0x02  nonce u64, session u64         server grants one, echoing the nonce
-    Text          0x03  session u64, text UTF-8 (rest) a chat message
-    Bye           0x04  session u64                    client leaves
-    Reset         0x05  session u64                    server: I hold no such session
+    type     code  body                                       meaning
+    Hello    0x01  nonce u64                                  client asks for a session
+    Welcome  0x02  nonce u64, session u64                     server grants one (echoes nonce)
+    Data     0x03  session u64, pn u32, seq u32, flags u8,    one reliable packet: a message
+                   payload (rest)                             or a fragment of one
+    Ack      0x04  session u64, pn u32, next u32, bitmap u64  every seq below ``next`` arrived,
+                                                              and ``next + 1 + i`` per set bit i
+    Bye      0x05  session u64, pn u32                        client leaves
+    Reset    0x06  session u64                                server: I hold no such session
+
+Data flags: bit 0 MORE (more fragments of this message follow), bit 1
+KEEPALIVE (an empty packet that only asks for an ack). Other bits must be 0.
 
 A datagram whose first byte is not MAGIC is plain text (see ``_plaintext``).
 """
@@ -31,14 +39,26 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 MAGIC: Final = 0xF9
 VERSION: Final = 1
 
+FLAG_MORE: Final = 0x01
+FLAG_KEEPALIVE: Final = 0x02
+_KNOWN_FLAGS: Final = FLAG_MORE | FLAG_KEEPALIVE
+
 _HEADER: Final = struct.Struct("!BBB")
-_U64: Final = struct.Struct("!Q")
-_U64_U64: Final = struct.Struct("!QQ")
-_U64_MAX: Final = 2**64 - 1
+_HELLO: Final = struct.Struct("!Q")
+_WELCOME: Final = struct.Struct("!QQ")
+_DATA: Final = struct.Struct("!QIIB")
+_ACK: Final = struct.Struct("!QIIQ")
+_BYE: Final = struct.Struct("!QI")
+_RESET: Final = struct.Struct("!Q")
 
 HEADER_SIZE: Final = _HEADER.size
-#: Bytes a Text frame spends before its text starts.
-TEXT_OVERHEAD: Final = _HEADER.size + _U64.size
+#: Bytes a Data frame spends before its payload starts.
+DATA_OVERHEAD: Final = _HEADER.size + _DATA.size
+#: Bits in the Ack bitmap: how far past ``next`` an ack can report arrivals.
+ACK_BITS: Final = 64
+
+_U32: Final = 2**32 - 1
+_U64: Final = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +77,24 @@ class Welcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Text:
-    """A chat message within ``session``, in either direction."""
+class Data:
+    """One reliable packet of ``session``: a message, or a fragment of one."""
 
     session: int
-    text: str
+    pn: int
+    seq: int
+    flags: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Which reliable packets of ``session`` arrived (see the layout table)."""
+
+    session: int
+    pn: int
+    next: int
+    bitmap: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +102,7 @@ class Bye:
     """Client to server: session ``session`` is over."""
 
     session: int
+    pn: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +112,17 @@ class Reset:
     session: int
 
 
-Frame: TypeAlias = Hello | Welcome | Text | Bye | Reset
+Frame: TypeAlias = Hello | Welcome | Data | Ack | Bye | Reset
+#: Frames that belong to an established session and carry a packet number.
+SessionFrame: TypeAlias = Data | Ack | Bye
 
 _CODES: Final[dict[type[Frame], int]] = {
     Hello: 0x01,
     Welcome: 0x02,
-    Text: 0x03,
-    Bye: 0x04,
-    Reset: 0x05,
+    Data: 0x03,
+    Ack: 0x04,
+    Bye: 0x05,
+    Reset: 0x06,
 }
 
 
@@ -94,9 +131,11 @@ def is_frame(data: bytes) -> bool:
     return len(data) > 0 and data[0] == MAGIC
 
 
-def _check_u64(name: str, value: int) -> None:
-    if not 0 <= value <= _U64_MAX:
-        raise LocalProtocolError(f"{name} {value} does not fit in 64 bits")
+def _pack(layout: struct.Struct, *fields: int) -> bytes:
+    try:
+        return layout.pack(*fields)
+    except struct.error as exc:
+        raise LocalProtocolError(f"a frame field is out of range: {exc}") from None
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -107,30 +146,36 @@ def encode_frame(frame: Frame) -> bytes:
     header = _HEADER.pack(MAGIC, VERSION, _CODES[type(frame)])
     match frame:
         case Hello(nonce=nonce):
-            _check_u64("nonce", nonce)
-            return header + _U64.pack(nonce)
+            return header + _pack(_HELLO, nonce)
         case Welcome(nonce=nonce, session=session):
-            _check_u64("nonce", nonce)
-            _check_u64("session", session)
-            return header + _U64_U64.pack(nonce, session)
-        case Text(session=session, text=text):
-            _check_u64("session", session)
-            try:
-                body = text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise LocalProtocolError(f"text is not encodable as UTF-8: {exc}") from None
-            return header + _U64.pack(session) + body
-        case Bye(session=session) | Reset(session=session):
-            _check_u64("session", session)
-            return header + _U64.pack(session)
+            return header + _pack(_WELCOME, nonce, session)
+        case Data(session=session, pn=pn, seq=seq, flags=flags, payload=payload):
+            if flags & ~_KNOWN_FLAGS:
+                raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+            return header + _pack(_DATA, session, pn, seq, flags) + payload
+        case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap):
+            return header + _pack(_ACK, session, pn, next_seq, bitmap)
+        case Bye(session=session, pn=pn):
+            return header + _pack(_BYE, session, pn)
+        case Reset(session=session):
+            return header + _pack(_RESET, session)
 
 
-def _fixed_body(name: str, body: bytes, layout: struct.Struct) -> tuple[int, ...]:
+def _fixed(name: str, body: bytes, layout: struct.Struct) -> tuple[int, ...]:
     if len(body) != layout.size:
         raise RemoteProtocolError(
             f"{name} body has {len(body)} bytes, expected {layout.size}", reason="bad-length"
         )
     return layout.unpack(body)
+
+
+def _decode_data(body: bytes) -> Data:
+    if len(body) < _DATA.size:
+        raise RemoteProtocolError("data frame is truncated", reason="truncated")
+    session, pn, seq, flags = _DATA.unpack_from(body)
+    if flags & ~_KNOWN_FLAGS:
+        raise RemoteProtocolError(f"unknown data flags {flags:#04x}", reason="bad-flags")
+    return Data(session, pn, seq, flags, body[_DATA.size :])
 
 
 def decode_frame_untrusted(data: bytes) -> Frame:
@@ -147,25 +192,16 @@ def decode_frame_untrusted(data: bytes) -> Frame:
     if version != VERSION:
         raise RemoteProtocolError(f"frame version {version} is not {VERSION}", reason="bad-version")
     body = data[_HEADER.size :]
-    if code == 0x01:
-        (nonce,) = _fixed_body("hello", body, _U64)
-        return Hello(nonce)
-    if code == 0x02:
-        nonce, session = _fixed_body("welcome", body, _U64_U64)
-        return Welcome(nonce, session)
-    if code == 0x03:
-        if len(body) < _U64.size:
-            raise RemoteProtocolError("text frame is truncated", reason="truncated")
-        (session,) = _U64.unpack_from(body)
-        try:
-            text = body[_U64.size :].decode("utf-8")
-        except UnicodeDecodeError:
-            raise RemoteProtocolError("text is not valid UTF-8", reason="bad-utf8") from None
-        return Text(session, text)
+    if code == 0x03:  # the common case first
+        return _decode_data(body)
     if code == 0x04:
-        (session,) = _fixed_body("bye", body, _U64)
-        return Bye(session)
+        return Ack(*_fixed("ack", body, _ACK))
+    if code == 0x01:
+        return Hello(*_fixed("hello", body, _HELLO))
+    if code == 0x02:
+        return Welcome(*_fixed("welcome", body, _WELCOME))
     if code == 0x05:
-        (session,) = _fixed_body("reset", body, _U64)
-        return Reset(session)
+        return Bye(*_fixed("bye", body, _BYE))
+    if code == 0x06:
+        return Reset(*_fixed("reset", body, _RESET))
     raise RemoteProtocolError(f"unknown frame type {code:#04x}", reason="bad-type")

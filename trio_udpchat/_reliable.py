@@ -1,0 +1,248 @@
+"""Reliable, ordered delivery over datagrams: the sending and receiving halves.
+
+The sender splits each message into packets that fit one datagram, keeps at
+most ``config.window`` of them in flight, retransmits each on its own
+RTT-based timeout (doubling, capped; at once after ``fast_retransmit_after``
+acks skip it), and fails after ``max_transmissions`` sends or
+``give_up_after`` seconds. The receiver drops duplicates, buffers up to
+``reorder_window`` packets ahead, releases them in order and reassembles
+fragments into messages. Sequence numbers are unbounded here and travel
+modulo 2**32 on the wire.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from ._config import Config
+from ._rtt import RttEstimator
+from ._wire import ACK_BITS, DATA_OVERHEAD, FLAG_KEEPALIVE, FLAG_MORE
+
+_WRAP = 2**32
+
+
+def expand_u32(wire: int, near: int) -> int:
+    """The unbounded number closest to ``near`` whose low 32 bits are ``wire``."""
+    return near + ((wire - near + _WRAP // 2) % _WRAP) - _WRAP // 2
+
+
+def _is_acked(seq: int, next_seq: int, bitmap: int) -> bool:
+    offset = seq - next_seq - 1
+    return seq < next_seq or (0 <= offset < ACK_BITS and bool(bitmap >> offset & 1))
+
+
+@dataclass(slots=True, eq=False)
+class Message:
+    """One message on its way out; ``unacked`` counts its packets not yet acknowledged."""
+
+    text: str
+    unacked: int
+
+
+@dataclass(slots=True, eq=False)
+class Packet:
+    """One reliable packet in the send queue or in flight."""
+
+    seq: int
+    flags: int
+    payload: bytes
+    message: Message | None  # None for a keepalive
+    first_sent: float = math.nan
+    sent_at: float = math.nan
+    transmissions: int = 0
+    deadline: float = math.inf
+    skipped: int = 0
+
+
+class Sender:
+    """The sending half of a reliable session."""
+
+    __slots__ = ("_config", "_in_flight", "_next_seq", "_queue", "_stats", "rtt")
+
+    def __init__(self, config: Config, stats: Counter[str]) -> None:
+        self._config = config
+        self._stats = stats
+        self.rtt = RttEstimator(config)
+        self._next_seq = 0
+        self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
+        self._queue: deque[Packet] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        """Packets sent and not yet acknowledged."""
+        return len(self._in_flight)
+
+    @property
+    def queued(self) -> int:
+        """Packets waiting for room in the window."""
+        return len(self._queue)
+
+    def offer(self, text: str, payload: bytes) -> Message | None:
+        """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full."""
+        size = self._config.max_datagram - DATA_OVERHEAD
+        chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+        if len(self._queue) + len(chunks) > self._config.send_queue:
+            return None
+        message = Message(text, len(chunks))
+        last = len(chunks) - 1
+        for i, chunk in enumerate(chunks):
+            self._queue.append(self._packet(FLAG_MORE if i < last else 0, chunk, message))
+        return message
+
+    def keepalive(self) -> None:
+        """Queue an empty packet that only asks for an ack."""
+        self._queue.append(self._packet(FLAG_KEEPALIVE, b"", None))
+
+    def _packet(self, flags: int, payload: bytes, message: Message | None) -> Packet:
+        packet = Packet(self._next_seq, flags, payload, message)
+        self._next_seq += 1
+        return packet
+
+    def on_ack(self, next_wire: int, bitmap: int, now: float) -> list[Message]:
+        """Apply an ack; return the messages it completed, oldest first."""
+        if not self._in_flight:
+            return []
+        lowest = next(iter(self._in_flight))
+        next_seq = expand_u32(next_wire, lowest)
+        acked = [seq for seq in self._in_flight if _is_acked(seq, next_seq, bitmap)]
+        if not acked:
+            return []
+        done: list[Message] = []
+        for seq in acked:
+            packet = self._in_flight.pop(seq)
+            if packet.transmissions == 1:  # Karn: only unambiguous samples
+                self.rtt.sample(now - packet.sent_at)
+            message = packet.message
+            if message is not None:
+                message.unacked -= 1
+                if message.unacked == 0:
+                    done.append(message)
+        highest = acked[-1]
+        for seq, packet in self._in_flight.items():
+            if seq > highest:
+                break
+            packet.skipped += 1
+            if packet.skipped == self._config.fast_retransmit_after:
+                packet.deadline = now
+        return done
+
+    def transmit(self, now: float) -> list[Packet]:
+        """The packets to send now: due retransmissions, then new ones the window allows."""
+        out = [packet for packet in self._in_flight.values() if packet.deadline <= now]
+        for packet in out:
+            self._stats["retransmissions"] += 1
+            self._sent(packet, now)
+        while self._queue and len(self._in_flight) < self._config.window:
+            packet = self._queue.popleft()
+            packet.first_sent = now
+            self._in_flight[packet.seq] = packet
+            self._sent(packet, now)
+            out.append(packet)
+        return out
+
+    def _sent(self, packet: Packet, now: float) -> None:
+        packet.transmissions += 1
+        packet.sent_at = now
+        packet.skipped = 0
+        packet.deadline = now + self.rtt.backed_off(packet.transmissions)
+
+    def deadline(self) -> float | None:
+        """When :meth:`transmit` or :meth:`failed` next has work, or ``None``.
+
+        Queued packets the window has room for are not counted: every flush of
+        the I/O layer calls :meth:`transmit`, which sends them at once.
+        """
+        if not self._in_flight:
+            return None
+        oldest = next(iter(self._in_flight.values()))
+        give_up = oldest.first_sent + self._config.give_up_after
+        return min(give_up, *(packet.deadline for packet in self._in_flight.values()))
+
+    def oldest_unacked(self) -> float | None:
+        """When the oldest packet still in flight was first sent."""
+        if not self._in_flight:
+            return None
+        return next(iter(self._in_flight.values())).first_sent
+
+    def failed(self, now: float) -> bool:
+        """Whether some packet has used up its retry budget without an ack."""
+        limit = self._config.max_transmissions
+        for packet in self._in_flight.values():
+            if now - packet.first_sent >= self._config.give_up_after:
+                return True
+            if packet.transmissions >= limit and packet.deadline <= now:
+                return True
+        return False
+
+    def unacknowledged(self) -> list[Message]:
+        """Every message not yet fully acknowledged, oldest first (for reports and requeues)."""
+        seen: dict[int, Message] = {}
+        for packet in (*self._in_flight.values(), *self._queue):
+            if packet.message is not None:
+                seen.setdefault(id(packet.message), packet.message)
+        return list(seen.values())
+
+
+@dataclass(slots=True)
+class Receiver:
+    """The receiving half of a reliable session."""
+
+    config: Config
+    stats: Counter[str]
+    next_seq: int = 0
+    _buffer: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    _assembly: list[bytes] = field(default_factory=list)
+    _assembly_size: int = 0
+    _discarding: bool = False
+
+    def on_data(self, seq_wire: int, flags: int, payload: bytes) -> list[bytes]:
+        """Take in one packet; return the messages it completed, in order."""
+        seq = expand_u32(seq_wire, self.next_seq)
+        if seq < self.next_seq or seq in self._buffer:
+            self.stats["dropped:duplicate"] += 1
+            return []
+        if seq >= self.next_seq + self.config.reorder_window:
+            self.stats["dropped:beyond-window"] += 1
+            return []
+        self._buffer[seq] = (flags, payload)
+        complete: list[bytes] = []
+        while self.next_seq in self._buffer:
+            flags, payload = self._buffer.pop(self.next_seq)
+            self.next_seq += 1
+            if flags & FLAG_KEEPALIVE:
+                continue
+            message = self._assemble(flags, payload)
+            if message is not None:
+                complete.append(message)
+        return complete
+
+    def _assemble(self, flags: int, payload: bytes) -> bytes | None:
+        more = bool(flags & FLAG_MORE)
+        if not self._discarding:
+            self._assembly.append(payload)
+            self._assembly_size += len(payload)
+            if self._assembly_size > self.config.max_message:
+                self.stats["dropped:oversized"] += 1
+                self._discarding = True
+        if more:
+            if self._discarding:
+                self._assembly.clear()
+                self._assembly_size = 0
+            return None
+        message = b"".join(self._assembly)
+        discarded = self._discarding
+        self._assembly.clear()
+        self._assembly_size = 0
+        self._discarding = False
+        return None if discarded else message
+
+    def ack_fields(self) -> tuple[int, int]:
+        """``(next, bitmap)`` for an Ack frame: what has arrived."""
+        bitmap = 0
+        for seq in self._buffer:
+            offset = seq - self.next_seq - 1
+            if 0 <= offset < ACK_BITS:
+                bitmap |= 1 << offset
+        return self.next_seq % _WRAP, bitmap
