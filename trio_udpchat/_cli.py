@@ -10,11 +10,13 @@ import argparse
 import io
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from typing import NoReturn
 
 import trio
 
+from ._config import Config
 from ._run import run_client, run_server, run_until_signalled
 from ._terminal import StdioTerminal
 from ._udp import StartupError
@@ -38,6 +40,16 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port number {text!r}: must be 0-65535")
     return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not 0 < seconds < 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds is out of range (0-86400)")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
             help="host name or IP address, IPv4 or IPv6 (default: %(default)s)",
         )
         sub.add_argument("--port", type=_port, default=3000, help=port_help)
+    defaults = Config()
+    for sub in (server, client):
+        sub.add_argument(
+            "--receipts",
+            action="store_true",
+            help="confirm each message once the other side has acknowledged it",
+        )
+    server.add_argument(
+        "--session-timeout",
+        type=_seconds,
+        default=defaults.session_expiry,
+        metavar="SECONDS",
+        help="forget a client silent for this long (default: %(default)s)",
+    )
+    client.add_argument(
+        "--keepalive",
+        type=_seconds,
+        default=defaults.keepalive_after,
+        metavar="SECONDS",
+        help="send a keepalive after this long without sending (default: %(default)s)",
+    )
     server.add_argument(
         "--no-input",
         action="store_true",
@@ -91,11 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Never crash on a character the terminal's encoding cannot show.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
-    terminal = StdioTerminal(args.command)
+    terminal = StdioTerminal(args.command, receipts=args.receipts)
     if args.command == "server":
-        run = partial(run_server, terminal, args.host, args.port, operator=not args.no_input)
+        config = replace(Config(), session_expiry=args.session_timeout)
+        run = partial(
+            run_server, terminal, args.host, args.port, config, operator=not args.no_input
+        )
     else:
-        run = partial(run_client, terminal, args.host, args.port, plain=args.plain)
+        config = replace(Config(), keepalive_after=args.keepalive)
+        run = partial(run_client, terminal, args.host, args.port, config, plain=args.plain)
     status = 0
     try:
         trio.run(run_until_signalled, run)

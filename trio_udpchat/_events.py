@@ -126,6 +126,27 @@ class SessionLost:
     server: Address
 
 
+@dataclass(frozen=True, slots=True)
+class PendingListed:
+    """The answer to /pending: texts not yet acknowledged, oldest first."""
+
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HelpListed:
+    """The answer to /help: ``(name, description)`` of each command."""
+
+    commands: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    """A typed command was not understood; ``hint`` says why."""
+
+    hint: str
+
+
 Event: TypeAlias = (
     Listening
     | MessageReceived
@@ -141,4 +162,7 @@ Event: TypeAlias = (
     | ServerRefused
     | ServerAnswered
     | SessionLost
+    | PendingListed
+    | HelpListed
+    | CommandRejected
 )

@@ -9,12 +9,17 @@ from typing import Final, Literal
 
 from ._events import (
     Address,
+    CommandRejected,
     Event,
+    HelpListed,
     Listening,
+    MessageDelivered,
     MessageReceived,
     MessageTooLong,
     NoRecipient,
     NotDelivered,
+    PeerLeft,
+    PendingListed,
     ServerAnswered,
     ServerRefused,
     ServerSilent,
@@ -38,8 +43,11 @@ def show_address(address: Address) -> tuple[str, int]:
     return (str(address[0]), int(address[1]))
 
 
-def render(event: Event, role: Role) -> str | None:
-    """The line to print for ``event`` on a ``role`` terminal, or ``None``."""
+def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
+    """The line to print for ``event`` on a ``role`` terminal, or ``None``.
+
+    With ``receipts``, acknowledged messages are confirmed too.
+    """
     match event:
         case Listening(address=address):
             return LISTENING.format(address=show_address(address))
@@ -77,5 +85,19 @@ def render(event: Event, role: Role) -> str | None:
             )
         case SessionStarted(server=server, reconnect=True):
             return f"*** reconnected to the server at {show_address(server)!r}"
+        case MessageDelivered(text=text) if receipts:
+            return f"*** delivered: {text!r}"
+        case PeerLeft(address=address, reason=reason) if reason in ("timed out", "not answering"):
+            return f"*** the client at {show_address(address)!r} {reason}; its session is closed"
+        case PendingListed(texts=()):
+            return "*** nothing is waiting for an acknowledgement"
+        case PendingListed(texts=texts):
+            waiting = ", ".join(repr(text) for text in texts)
+            return f"*** {len(texts)} waiting for an acknowledgement: {waiting}"
+        case HelpListed(commands=commands):
+            listed = "; ".join(f"/{name}: {what}" for name, what in commands)
+            return f"*** commands: {listed}; start a line with // to send a '/'"
+        case CommandRejected(hint=hint):
+            return f"! {hint}"
         case _:
             return None

@@ -15,9 +15,10 @@ from typing import Protocol
 import trio
 
 from ._client import ClientCore
+from ._commands import COMMANDS, BadCommand, Say, ShowHelp, ShowPending, parse_line
 from ._config import Config
 from ._endpoint import Endpoint
-from ._events import Address, Event, Listening
+from ._events import Address, CommandRejected, Event, HelpListed, Listening, PendingListed
 from ._server import ServerCore
 from ._udp import open_client_socket, open_server_socket
 
@@ -98,6 +99,22 @@ class _Driver:
                 receive(data, addr, trio.current_time())
             await self.flush()
 
+    async def input_loop(
+        self, say: Callable[[str, float], None], pending: Callable[[], list[str]]
+    ) -> None:
+        """Read lines until EOF: text goes to ``say``, commands are answered here."""
+        while (line := await self._terminal.read_line()) is not None:
+            match parse_line(line):
+                case Say(text=text):
+                    say(text, trio.current_time())
+                case ShowPending():
+                    self._terminal.show(PendingListed(tuple(pending())))
+                case ShowHelp():
+                    self._terminal.show(HelpListed(tuple(COMMANDS.items())))
+                case BadCommand(hint=hint):
+                    self._terminal.show(CommandRejected(hint))
+            await self.flush()
+
     async def timer_task(self) -> None:
         """Sleep until the core's timer is due, let it act, repeat."""
         while True:
@@ -135,9 +152,7 @@ async def run_server(
             task_status.started(address)
             if not operator:
                 await trio.sleep_forever()
-            while (line := await terminal.read_line()) is not None:
-                core.reply(line, trio.current_time())
-                await driver.flush()
+            await driver.input_loop(core.reply, core.pending)
             nursery.cancel_scope.cancel()
 
 
@@ -168,9 +183,7 @@ async def run_client(
                 core.start(trio.current_time())
                 await driver.flush()
                 task_status.started(server)
-                while (line := await terminal.read_line()) is not None:
-                    core.send_text(line, trio.current_time())
-                    await driver.flush()
+                await driver.input_loop(core.send_text, core.pending)
                 with trio.move_on_after(config.linger):
                     while core.has_pending():
                         await driver.wait_flushed()

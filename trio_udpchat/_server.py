@@ -110,10 +110,10 @@ class ServerCore(Endpoint):
             else:
                 self._send_plain(target, style, text)
 
-    def pending(self) -> list[tuple[Address, str]]:
-        """Messages sent to framed clients and not yet acknowledged, oldest first."""
+    def pending(self) -> list[str]:
+        """Replies sent to framed clients and not yet acknowledged."""
         return [
-            (client.session.peer, message.text)
+            message.text
             for client in self._clients.values()
             for message in client.session.sender.unacknowledged()
         ]

@@ -6,13 +6,15 @@ Python-level lock that could wedge interpreter shutdown.
 
 When both stdin and stdout are terminals, a prompt is shown while we wait for
 input; an incoming line clears the prompt, prints, and draws it again, so the
-screen reads exactly like the classic demo's.
+screen reads exactly like the classic demo's. Lines that arrive together from a
+terminal (a multi-line paste) make one message; from a pipe, every line is one.
 """
 
 from __future__ import annotations
 
 import codecs
 import os
+import select
 import sys
 from collections import deque
 from typing import TextIO
@@ -23,13 +25,43 @@ from ._events import Event
 from ._render import PROMPTS, Role, render
 
 _CLEAR_LINE = "\r\x1b[K"
+#: How long after a line more input may follow and still belong to the same paste.
+_PASTE_GAP = 0.01
+_READ_SIZE = 65536
+
+
+def _read_once(fd: int) -> list[bytes]:
+    """Block for the next chunk of input (``b""`` at EOF)."""
+    return [os.read(fd, _READ_SIZE)]
+
+
+def _read_burst(fd: int) -> list[bytes]:
+    """Block for input, then take whatever else arrives right behind it (a paste).
+
+    The chunks come back in order; an EOF among them is kept as ``b""``, since a
+    terminal reports CTRL+D only once.
+    """
+    chunks = [os.read(fd, _READ_SIZE)]
+    for _ in range(1024):  # bounded: a paste of up to 1024 reads
+        if not chunks[-1] or not select.select([fd], [], [], _PASTE_GAP)[0]:
+            break
+        chunks.append(os.read(fd, _READ_SIZE))
+    return chunks
 
 
 class StdioTerminal:
     """A :class:`~trio_udpchat._run.Terminal` over the process's stdin and stdout."""
 
-    def __init__(self, role: Role, *, stdin_fd: int = 0, stdout: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        role: Role,
+        *,
+        receipts: bool = False,
+        stdin_fd: int = 0,
+        stdout: TextIO | None = None,
+    ) -> None:
         self._role = role
+        self._receipts = receipts
         self._fd = stdin_fd
         self._out = stdout if stdout is not None else sys.stdout
         self._interactive = os.isatty(stdin_fd) and self._out.isatty()
@@ -59,14 +91,15 @@ class StdioTerminal:
                 self._partial = ""
                 break
             self._show_prompt()
-            chunk = await trio.to_thread.run_sync(os.read, self._fd, 65536, abandon_on_cancel=True)
+            read = _read_burst if self._interactive else _read_once
+            chunks = await trio.to_thread.run_sync(read, self._fd, abandon_on_cancel=True)
             self._prompt_shown = False  # the user pressed Enter (or CTRL+D)
-            self._take(chunk)
+            self._take(chunks)
         return self._lines.popleft()
 
     def show(self, event: Event) -> None:
         """Print the line for ``event``, keeping the prompt at the bottom."""
-        line = render(event, self._role)
+        line = render(event, self._role, receipts=self._receipts)
         if line is None:
             return
         if self._prompt_shown:
@@ -83,17 +116,23 @@ class StdioTerminal:
             self._out.flush()
             self._prompt_shown = False
 
-    def _take(self, chunk: bytes) -> None:
-        if not chunk:
-            self._eof = True
+    def _take(self, chunks: list[bytes]) -> None:
+        lines: list[str] = []
+        for chunk in chunks:
+            if not chunk:
+                self._eof = True
+                break
+            *complete, self._partial = (self._partial + self._decoder.decode(chunk)).split("\n")
+            lines.extend(line.removesuffix("\r") for line in complete)
+        if self._interactive and len(lines) > 1:
+            self._lines.append("\n".join(lines))  # a paste is one message
+        else:
+            self._lines.extend(lines)
+        if self._eof:
             self._partial += self._decoder.decode(b"", final=True)
             if self._interactive:
                 self._out.write("\n")  # CTRL+D left the cursor after the prompt
                 self._out.flush()
-            return
-        text = self._partial + self._decoder.decode(chunk)
-        *lines, self._partial = text.split("\n")
-        self._lines.extend(line.removesuffix("\r") for line in lines)
 
     def _show_prompt(self) -> None:
         if self._interactive and not self._prompt_shown:
