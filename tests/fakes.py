@@ -16,7 +16,9 @@ E = TypeVar("E", bound=Event)
 class FakeTerminal:
     """Lines typed by the test come out of :meth:`read_line`; shown events are kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, interactive: bool = False) -> None:
+        #: False: like a pipe, the run loop waits for room before taking a line.
+        self.interactive = interactive
         self._typed_in, self._typed_out = trio.open_memory_channel[str | None](math.inf)
         self.events: list[Event] = []
         self._changed = trio.Event()

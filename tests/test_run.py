@@ -22,6 +22,7 @@ from trio_udpchat import (
     NotDelivered,
     PeerJoined,
     PeerLeft,
+    PendingListed,
     ServerAnswered,
     ServerCore,
     ServerRefused,
@@ -278,3 +279,28 @@ async def test_port_in_use_is_a_startup_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(StartupError, match="already in use"), trio.fail_after(10):
             await run_server(FakeTerminal(), LOOPBACK, port)
+
+
+async def test_a_person_typing_while_the_server_is_down_is_told_when_the_queue_is_full(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(max_queued_messages=3)
+    with udp_socket() as black_hole:
+        await black_hole.bind((LOOPBACK, 0))
+        async with running() as nursery:
+            client = FakeTerminal(interactive=True)
+            run = partial(run_client, client, LOOPBACK, black_hole.getsockname()[1], config)
+            await nursery.start(run)
+            client.enter("one", "two", "three", "four", "five")
+            await client.wait_for(NotDelivered, lambda e: e.text == "five")
+            client.enter("/pending")
+            listed = await client.wait_for(PendingListed)
+    assert listed.texts == ("one", "two", "three")
+    # Nothing is lost silently: the overflow at once, the rest when the client stops.
+    assert [(e.text, e.reason) for e in client.of(NotDelivered)] == [
+        ("four", "the send queue is full"),
+        ("five", "the send queue is full"),
+        ("one", "the server never answered"),
+        ("two", "the server never answered"),
+        ("three", "the server never answered"),
+    ]

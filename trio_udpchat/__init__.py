@@ -11,7 +11,9 @@ from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._events import Address as Address
+from ._events import CommandRejected as CommandRejected
 from ._events import Event as Event
+from ._events import HelpListed as HelpListed
 from ._events import Listening as Listening
 from ._events import MessageDelivered as MessageDelivered
 from ._events import MessageReceived as MessageReceived
@@ -21,6 +23,7 @@ from ._events import NotDelivered as NotDelivered
 from ._events import PeerJoined as PeerJoined
 from ._events import PeerLeft as PeerLeft
 from ._events import PeerMoved as PeerMoved
+from ._events import PendingListed as PendingListed
 from ._events import ServerAnswered as ServerAnswered
 from ._events import ServerRefused as ServerRefused
 from ._events import ServerSilent as ServerSilent
@@ -47,11 +50,13 @@ __all__ = [
     "Address",
     "Bye",
     "ClientCore",
+    "CommandRejected",
     "Config",
     "Data",
     "Event",
     "Frame",
     "Hello",
+    "HelpListed",
     "Listening",
     "LocalProtocolError",
     "MessageDelivered",
@@ -62,6 +67,7 @@ __all__ = [
     "PeerJoined",
     "PeerLeft",
     "PeerMoved",
+    "PendingListed",
     "ProtocolError",
     "RemoteProtocolError",
     "Reset",

@@ -157,6 +157,12 @@ class ClientCore(Endpoint):
             self._session is not None and bool(self._session.sender.unacknowledged())
         )
 
+    def has_room(self) -> bool:
+        """Whether a message sent now would be taken without waiting in a queue for long."""
+        if self._session is None:
+            return len(self._queue) < self.config.max_queued_messages
+        return self._session.sender.queued == 0
+
     # -- timers -------------------------------------------------------------
 
     def get_timer(self) -> float | None:

@@ -28,6 +28,11 @@ _RECV_SIZE = 65536  # any UDP datagram fits; plain-text peers may send large one
 class Terminal(Protocol):
     """Where lines come from and events go: the stdio terminal, or a fake in tests."""
 
+    @property
+    def interactive(self) -> bool:
+        """A person types (told when a queue is full) rather than a script (made to wait)."""
+        ...
+
     async def read_line(self) -> str | None:
         """The next line the user typed, without its newline; ``None`` at EOF."""
         ...
@@ -100,10 +105,23 @@ class _Driver:
             await self.flush()
 
     async def input_loop(
-        self, say: Callable[[str, float], None], pending: Callable[[], list[str]]
+        self,
+        say: Callable[[str, float], None],
+        pending: Callable[[], list[str]],
+        has_room: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Read lines until EOF: text goes to ``say``, commands are answered here."""
-        while (line := await self._terminal.read_line()) is not None:
+        """Read lines until EOF: text goes to ``say``, commands are answered here.
+
+        Scripted input waits while ``has_room()`` is false (backpressure), so a
+        pipe of any length is sent without overflowing a queue.
+        """
+        while True:
+            if not self._terminal.interactive:
+                while not has_room():
+                    await self.wait_flushed()
+            line = await self._terminal.read_line()
+            if line is None:
+                return
             match parse_line(line):
                 case Say(text=text):
                     say(text, trio.current_time())
@@ -183,7 +201,7 @@ async def run_client(
                 core.start(trio.current_time())
                 await driver.flush()
                 task_status.started(server)
-                await driver.input_loop(core.send_text, core.pending)
+                await driver.input_loop(core.send_text, core.pending, core.has_room)
                 with trio.move_on_after(config.linger):
                     while core.has_pending():
                         await driver.wait_flushed()
