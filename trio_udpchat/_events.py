@@ -74,7 +74,8 @@ class NoRecipient:
 
 @dataclass(frozen=True, slots=True)
 class MessageTooLong:
-    """``text`` was not sent: ``size`` bytes do not fit in one datagram's ``limit``."""
+    """``text`` was not sent: its ``size`` in bytes is over ``limit`` (a message's, or for
+    a plain-text peer one datagram's)."""
 
     text: str
     size: int

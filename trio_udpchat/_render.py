@@ -60,10 +60,7 @@ def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
         case NoRecipient(left=left) if left is not None:
             return f"*** the client at {show_address(left)!r} has left, so nothing was sent"
         case MessageTooLong(size=size, limit=limit):
-            return (
-                f"! message too long: {size} bytes, but at most {limit} fit in one datagram;"
-                " nothing was sent"
-            )
+            return f"! message too long: {size} bytes, at most {limit} can go; nothing was sent"
         case NotDelivered(text=text, reason=reason):
             return f"! not delivered: {text!r} ({reason})"
         case ServerSilent(server=server, seconds=seconds):

@@ -170,7 +170,7 @@ async def run_server(
             task_status.started(address)
             if not operator:
                 await trio.sleep_forever()
-            await driver.input_loop(core.reply, core.pending)
+            await driver.input_loop(core.reply, core.pending, core.has_room)
             nursery.cancel_scope.cancel()
 
 

@@ -110,6 +110,12 @@ class ServerCore(Endpoint):
             else:
                 self._send_plain(target, style, text)
 
+    def has_room(self) -> bool:
+        """Whether a reply sent now would be taken without waiting in a queue for long."""
+        target = self._last_speaker
+        client = self._clients.get(target) if isinstance(target, int) else None
+        return client is None or client.session.sender.queued == 0
+
     def pending(self) -> list[str]:
         """Replies sent to framed clients and not yet acknowledged."""
         return [
