@@ -2,72 +2,80 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import random
+import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.core_helpers import (
+    CLIENT,
+    SEED,
+    Pair,
+    check_fragmented_limit,
+    check_plain_limit,
+    check_too_long,
+    drain,
+    feed,
+    fire_times,
+    frames_out,
+    join,
+    make_server,
+    run_timers,
+    seeded_values,
+)
 from trio_udpchat._config import Config
+from trio_udpchat._errors import LocalProtocolError
 from trio_udpchat._events import (
     Address,
+    MessageDelivered,
     MessageReceived,
-    MessageTooLong,
     NoRecipient,
+    NotDelivered,
     PeerJoined,
     PeerLeft,
+    PeerMoved,
 )
 from trio_udpchat._server import ServerCore
 from trio_udpchat._wire import (
+    FLAG_MORE,
     MAGIC,
-    TEXT_OVERHEAD,
     VERSION,
+    Ack,
     Bye,
+    Data,
     Frame,
     Hello,
     Reset,
-    Text,
     Welcome,
-    decode_frame_untrusted,
     encode_frame,
 )
 
 A: Address = ("192.0.2.1", 40001)
 B: Address = ("192.0.2.2", 40002)
 C: Address = ("2001:db8::3", 40003, 0, 0)
-SEED = 1234
 
 #: At least this many examples; a profile asking for more (``fuzz``) wins.
 MORE_EXAMPLES = max(150, settings().max_examples)
 
 
-def make_server(config: Config | None = None, seed: int = SEED) -> ServerCore:
-    return ServerCore(config, randbits=random.Random(seed).getrandbits)
+def say(
+    server: ServerCore, session: int, pn: int, seq: int, text: str, addr: Address, now: float
+) -> None:
+    """A client's one-packet message arrives."""
+    feed(server, Data(session, pn, seq, 0, text.encode()), addr, now)
 
 
-def frames_out(server: ServerCore) -> list[tuple[Frame, Address]]:
-    return [(decode_frame_untrusted(data), addr) for data, addr in server.datagrams_to_send()]
-
-
-def feed(server: ServerCore, frame: Frame, addr: Address, now: float = 0.0) -> None:
-    server.receive_datagram(encode_frame(frame), addr, now)
-
-
-def join(server: ServerCore, addr: Address, nonce: int = 5, now: float = 0.0) -> int:
-    """Say hello from ``addr``; return the session the welcome grants."""
-    feed(server, Hello(nonce), addr, now)
-    [(welcome, to)] = frames_out(server)
-    assert isinstance(welcome, Welcome)
-    assert (welcome.nonce, to) == (nonce, addr)
-    assert server.pop_events() == [PeerJoined(addr)]
-    return welcome.session
-
-
-def text_of_size(char: str, size: int) -> str:
-    """A text of exactly ``size`` UTF-8 bytes, mostly made of ``char``."""
-    width = len(char.encode("utf-8"))
-    return char * (size // width) + "x" * (size % width)
+def connected(config: Config | None = None, *, now: float = 0.0) -> tuple[ServerCore, int]:
+    """A server with one session from ``A`` that has said "hi" (so replies go to it)."""
+    server = make_server(config)
+    session = join(server, A, now=now)
+    say(server, session, 0, 0, "hi", A, now)
+    assert frames_out(server, now) == [(Ack(session, 0, 1, 0), A)]
+    assert server.pop_events() == [PeerJoined(A), MessageReceived(A, "hi")]
+    return server, session
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -75,108 +83,250 @@ def text_of_size(char: str, size: int) -> str:
 
 def test_hello_gets_welcome_echoing_nonce() -> None:
     server = make_server()
-    feed(server, Hello(0xABCDEF), A, now=10.0)
-    expected_session = random.Random(SEED).getrandbits(64)
-    assert frames_out(server) == [(Welcome(0xABCDEF, expected_session), A)]
+    feed(server, Hello(0xABCDEF), A, 10.0)
+    assert frames_out(server, 10.0) == [(Welcome(0xABCDEF, seeded_values(1, SEED)[0]), A)]
     assert server.pop_events() == [PeerJoined(A)]
-    assert server.peer_count == 1
-    assert server.get_timer() is None
+    assert (server.peer_count, server.session_count) == (1, 1)
+    assert server.get_timer() == 10.0 + Config().session_expiry
 
 
 def test_duplicate_hello_resends_same_welcome() -> None:
     server = make_server()
-    feed(server, Hello(9), A)
-    first = server.datagrams_to_send()
-    feed(server, Hello(9), A, now=1.0)
-    feed(server, Hello(9), A, now=3.0)
-    again = server.datagrams_to_send()
-    assert again == first * 2
+    feed(server, Hello(9), A, 0.0)
+    first = drain(server, 0.0)
+    feed(server, Hello(9), A, 1.0)
+    feed(server, Hello(9), A, 3.0)
+    assert drain(server, 3.0) == first * 2
     assert server.pop_events() == [PeerJoined(A)]
-    assert server.peer_count == 1
+    assert server.session_count == 1
 
 
-def test_new_nonce_from_same_address_starts_new_session() -> None:
-    server = make_server()
-    old = join(server, A, nonce=1)
-    new = join(server, A, nonce=2, now=5.0)
+def test_new_nonce_from_same_address_replaces_the_session() -> None:
+    server, old = connected()
+    server.reply("unacked", 1.0)
+    drain(server, 1.0)
+    new = join(server, A, nonce=6, now=2.0)
     assert new != old
-    feed(server, Text(old, "stale"), A, now=6.0)
-    assert frames_out(server) == [(Reset(old), A)]
-    feed(server, Text(new, "fresh"), A, now=6.0)
+    assert server.pop_events() == [
+        NotDelivered("unacked", "the client reconnected"),
+        PeerLeft(A, "reconnected"),
+        PeerJoined(A),
+    ]
+    assert server.session_count == 1
+    say(server, old, 1, 1, "stale", A, 3.0)
+    assert frames_out(server, 3.0) == [(Reset(old), A)]
+    say(server, new, 0, 0, "fresh", A, 3.0)
     assert server.pop_events() == [MessageReceived(A, "fresh")]
 
 
 def test_sessions_differ_per_address() -> None:
     server = make_server()
     assert join(server, A, nonce=1) != join(server, B, nonce=1)
-    assert server.peer_count == 2
+    assert server.session_count == 2
 
 
-def test_text_from_known_session_is_received_and_becomes_reply_target() -> None:
+def test_data_is_received_acked_and_replied_to() -> None:
     server = make_server()
     session = join(server, A)
-    feed(server, Text(session, "héllo 🎉"), A, now=1.0)
+    server.pop_events()
+    say(server, session, 0, 0, "héllo 🎉", A, 1.0)
     assert server.pop_events() == [MessageReceived(A, "héllo 🎉", plain=False)]
-    assert server.datagrams_to_send() == []
-    server.reply("hi back", now=2.0)
-    assert frames_out(server) == [(Text(session, "hi back"), A)]
+    assert frames_out(server, 1.0) == [(Ack(session, 0, 1, 0), A)]
+    server.reply("hi back", 2.0)
+    assert frames_out(server, 2.0) == [(Data(session, 1, 0, 0, b"hi back"), A)]
+    assert server.pending() == ["hi back"]
+    feed(server, Ack(session, 1, 1, 0), A, 2.5)
+    assert server.pop_events() == [MessageDelivered("hi back")]
+    assert server.pending() == []
+    assert drain(server, 2.5) == []
 
 
-@pytest.mark.parametrize("text", ["", "x", "a longer message"])
-def test_text_from_unknown_session_is_dropped_and_reset(text: str) -> None:
+def test_out_of_order_data_is_buffered_and_acked_with_bitmap() -> None:
+    server, session = connected()
+    say(server, session, 2, 2, "three", A, 1.0)
+    assert server.pop_events() == []
+    assert frames_out(server, 1.0) == [(Ack(session, 1, 1, 0b1), A)]
+    say(server, session, 1, 1, "two", A, 1.5)
+    assert server.pop_events() == [MessageReceived(A, "two"), MessageReceived(A, "three")]
+    assert frames_out(server, 1.5) == [(Ack(session, 2, 3, 0), A)]
+
+
+def test_undecodable_message_is_counted_but_still_acked() -> None:
+    server, session = connected()
+    feed(server, Data(session, 1, 1, 0, b"\xff"), A, 1.0)
+    assert server.stats["dropped:bad-utf8"] == 1
+    assert server.pop_events() == []
+    assert frames_out(server, 1.0) == [(Ack(session, 1, 2, 0), A)]
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [Data(77, 0, 0, 0, b""), Data(77, 9, 9, FLAG_MORE, b"x" * 100), Ack(77, 0, 0, 0)],
+)
+def test_session_frame_for_unknown_session_gets_a_small_reset(trigger: Frame) -> None:
     server = make_server()
-    trigger = encode_frame(Text(77, text))
-    server.receive_datagram(trigger, A, now=0.0)
-    [(reset, to)] = server.datagrams_to_send()
-    assert (decode_frame_untrusted(reset), to) == (Reset(77), A)
-    assert len(reset) <= len(trigger)
+    data = encode_frame(trigger)
+    server.receive_datagram(data, A, 0.0)
+    [(reset, to)] = drain(server, 0.0)
+    assert (reset, to) == (encode_frame(Reset(77)), A)
+    assert len(reset) <= len(data)
     assert server.stats["dropped:unknown-session"] == 1
     assert server.pop_events() == []
     assert server.peer_count == 0
-    server.reply("anyone?", now=1.0)
+    server.reply("anyone?", 1.0)
     assert server.pop_events() == [NoRecipient("anyone?")]
 
 
-def test_valid_session_from_another_address_is_rejected() -> None:
+def test_bye_for_unknown_session_is_dropped_without_reset() -> None:
     server = make_server()
     session = join(server, A)
-    feed(server, Text(session, "spoofed"), B)
-    assert frames_out(server) == [(Reset(session), B)]
-    assert server.pop_events() == []
+    feed(server, Bye(session ^ 1, 0), A, 0.0)
+    assert drain(server, 0.0) == []
+    assert server.pop_events() == [PeerJoined(A)]
+    assert server.session_count == 1
     assert server.stats["dropped:unknown-session"] == 1
 
 
-def test_bye_removes_peer_and_later_reply_has_no_recipient() -> None:
-    server = make_server()
-    session = join(server, A)
-    feed(server, Text(session, "bye soon"), A, now=1.0)
-    feed(server, Bye(session), A, now=2.0)
-    assert server.pop_events() == [MessageReceived(A, "bye soon"), PeerLeft(A)]
-    assert server.peer_count == 0
-    server.reply("wait", now=3.0)
+def test_bye_ends_the_session_and_a_later_reply_has_no_recipient() -> None:
+    server, session = connected()
+    server.reply("unacked", 1.0)
+    drain(server, 1.0)
+    feed(server, Bye(session, 1), A, 2.0)
+    assert server.pop_events() == [NotDelivered("unacked", "the client left"), PeerLeft(A, "quit")]
+    assert (server.peer_count, server.get_timer()) == (0, None)
+    assert drain(server, 2.0) == []
+    server.reply("wait", 3.0)
     assert server.pop_events() == [NoRecipient("wait", left=A)]
-    assert server.datagrams_to_send() == []
-
-
-def test_bye_with_wrong_session_is_dropped_without_reset() -> None:
-    server = make_server()
-    session = join(server, A)
-    feed(server, Bye(session ^ 1), A)
-    assert server.datagrams_to_send() == []
-    assert server.pop_events() == []
-    assert server.peer_count == 1
-    assert server.stats["dropped:unknown-session"] == 1
+    assert drain(server, 3.0) == []
 
 
 def test_reply_before_anyone_spoke() -> None:
     server = make_server()
-    server.reply("hello?", now=0.0)
+    server.reply("hello?", 0.0)
     assert server.pop_events() == [NoRecipient("hello?", left=None)]
-    assert server.datagrams_to_send() == []
     join(server, A)  # a hello alone does not make a speaker
-    server.reply("hello?", now=1.0)
-    assert server.pop_events() == [NoRecipient("hello?", left=None)]
-    assert server.datagrams_to_send() == []
+    server.reply("hello?", 1.0)
+    assert server.pop_events() == [PeerJoined(A), NoRecipient("hello?", left=None)]
+    assert drain(server, 1.0) == []
+
+
+def test_has_room_follows_the_reply_targets_send_queue() -> None:
+    server = make_server(Config(window=1))
+    assert server.has_room()  # nobody to reply to: nothing would wait
+    session = join(server, A)
+    say(server, session, 0, 0, "hi", A, 0.0)
+    drain(server, 0.0)
+    server.reply("one", 1.0)
+    server.reply("two", 1.0)
+    drain(server, 1.0)
+    assert not server.has_room()  # "two" waits behind the window
+    feed(server, Ack(session, 1, 1, 0), A, 1.5)
+    drain(server, 1.5)
+    assert server.has_room()
+    server.receive_datagram(b"plain", B, 2.0)
+    assert server.has_room()  # plain peers never queue
+
+
+# -- expiry and giving up -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("refresh", [Data(0, 1, 1, 0, b"x"), Ack(0, 1, 0, 0)])
+def test_session_expires_exactly_session_expiry_after_the_last_valid_datagram(
+    refresh: Data | Ack,
+) -> None:
+    server, session = connected()
+    feed(server, dataclasses.replace(refresh, session=session), A, 10.0)
+    feed(server, Data(session ^ 1, 2, 2, 0, b"not ours"), A, 20.0)  # invalid: no refresh
+    server.receive_datagram(b"\xf9junk", A, 30.0)
+    drain(server, 30.0)
+    server.pop_events()
+    assert server.get_timer() == 70.0
+    server.handle_timer(math.nextafter(70.0, 0.0))
+    assert (server.pop_events(), server.session_count) == ([], 1)
+    server.handle_timer(70.0)
+    assert server.pop_events() == [PeerLeft(A, "timed out")]
+    assert (server.session_count, server.get_timer()) == (0, None)
+
+
+def test_expiry_reports_unacknowledged_replies() -> None:
+    config = Config(session_expiry=5.0, give_up_after=100.0, max_transmissions=100)
+    server, session = connected(config)
+    server.reply("are you there?", 1.0)
+    assert frames_out(server, 1.0) == [(Data(session, 1, 0, 0, b"are you there?"), A)]
+    fired = run_timers(server, 5.0)
+    assert [time for time, _ in fired] == [2.0, 4.0, 5.0]  # retransmissions at rto 1 s, 2 s
+    assert [len(out) for _, out in fired] == [1, 1, 0]
+    assert server.pop_events() == [
+        NotDelivered("are you there?", "the client timed out"),
+        PeerLeft(A, "timed out"),
+    ]
+
+
+def test_server_gives_up_on_an_unresponsive_client() -> None:
+    config = Config(max_transmissions=3, give_up_after=100.0)
+    server, _ = connected(config)
+    server.reply("ping", 1.0)
+    drain(server, 1.0)
+    assert fire_times(server, 7.999) == [2.0, 4.0]
+    assert server.pop_events() == []
+    assert fire_times(server, 8.0) == [8.0]
+    assert server.pop_events() == [
+        NotDelivered("ping", "no acknowledgement"),
+        PeerLeft(A, "not answering"),
+    ]
+    assert server.stats["retransmissions"] == 2
+
+
+def test_server_gives_up_at_give_up_after_with_default_config() -> None:
+    server, _ = connected()
+    server.reply("ping", 2.3)
+    drain(server, 2.3)
+    run_timers(server, 40.0)
+    assert server.pop_events()[-1] == PeerLeft(A, "not answering")
+
+
+# -- roaming ----------------------------------------------------------------------------------
+
+
+def test_roaming_moves_the_session_but_a_late_datagram_does_not() -> None:
+    server, session = connected()
+    say(server, session, 2, 2, "three", B, 1.0)  # pn 2 from B: newer, so the client moved
+    assert server.pop_events() == [PeerMoved(A, B)]
+    assert frames_out(server, 1.0) == [(Ack(session, 1, 1, 0b1), B)]
+    say(server, session, 1, 1, "two", A, 2.0)  # pn 1 from A arrives late
+    assert server.pop_events() == [MessageReceived(B, "two"), MessageReceived(B, "three")]
+    assert frames_out(server, 2.0) == [(Ack(session, 2, 3, 0), B)]
+    server.reply("to B", 3.0)
+    assert frames_out(server, 3.0) == [(Data(session, 3, 0, 0, b"to B"), B)]
+
+
+def test_after_a_move_the_old_address_can_start_a_new_session() -> None:
+    server, old = connected()
+    feed(server, Ack(old, 1, 0, 0), B, 1.0)
+    new = join(server, A, nonce=6, now=2.0)
+    assert new != old
+    assert server.pop_events() == [PeerMoved(A, B), PeerJoined(A)]
+    assert server.session_count == 2
+    feed(server, Hello(5), B, 3.0)  # B's mapping belongs to the moved session: same welcome
+    assert frames_out(server, 3.0) == [(Welcome(5, old), B)]
+
+
+def test_roaming_client_end_to_end() -> None:
+    pair = Pair()
+    pair.connect()
+    pair.say("from home")
+    pair.addr = B
+    pair.now = 1.0
+    pair.say("from the train")
+    assert pair.server.pop_events() == [
+        PeerJoined(CLIENT),
+        MessageReceived(CLIENT, "from home"),
+        PeerMoved(CLIENT, B),
+        MessageReceived(B, "from the train"),
+    ]
+    pair.reply("welcome aboard")
+    assert pair.client.pop_events()[-1] == MessageReceived(pair.client.server, "welcome aboard")
+    assert pair.server.pop_events() == [MessageDelivered("welcome aboard")]
 
 
 # -- plain-text peers -----------------------------------------------------------------
@@ -184,15 +334,15 @@ def test_reply_before_anyone_spoke() -> None:
 
 def test_plain_datagram_is_split_into_lines() -> None:
     server = make_server()
-    server.receive_datagram(b"one\ntwo\n", B, now=0.0)
-    server.receive_datagram(b"Hello, server!", B, now=1.0)
+    server.receive_datagram(b"one\ntwo\n", B, 0.0)
+    server.receive_datagram(b"Hello, server!", B, 1.0)
     assert server.pop_events() == [
         MessageReceived(B, "one", plain=True),
         MessageReceived(B, "two", plain=True),
         MessageReceived(B, "Hello, server!", plain=True),
     ]
-    assert server.datagrams_to_send() == []
-    assert server.peer_count == 1
+    assert drain(server, 1.0) == []
+    assert (server.peer_count, server.session_count) == (1, 0)
 
 
 @pytest.mark.parametrize(
@@ -201,81 +351,95 @@ def test_plain_datagram_is_split_into_lines() -> None:
 )
 def test_reply_to_plain_peer_mirrors_newline_style(seen: bytes, sent: bytes) -> None:
     server = make_server()
-    server.receive_datagram(seen, B, now=0.0)
-    server.reply("pong é", now=1.0)
-    assert server.datagrams_to_send() == [(sent, B)]
+    server.receive_datagram(seen, B, 0.0)
+    server.reply("pong é", 1.0)
+    assert drain(server, 1.0) == [(sent, B)]
 
 
 def test_reply_goes_to_last_speaker() -> None:
-    server = make_server()
-    session = join(server, A)
-    feed(server, Text(session, "from A"), A, now=1.0)
-    server.receive_datagram(b"from B\n", B, now=2.0)
-    server.reply("to B", now=3.0)
-    assert server.datagrams_to_send() == [(b"to B\n", B)]
-    feed(server, Text(session, "A again"), A, now=4.0)
-    server.reply("to A", now=5.0)
-    assert frames_out(server) == [(Text(session, "to A"), A)]
+    server, session = connected()
+    server.receive_datagram(b"from B\n", B, 2.0)
+    server.reply("to B", 3.0)
+    assert drain(server, 3.0) == [(b"to B\n", B)]
+    say(server, session, 1, 1, "A again", A, 4.0)
+    server.reply("to A", 5.0)
+    assert frames_out(server, 5.0) == [
+        (Data(session, 1, 0, 0, b"to A"), A),
+        (Ack(session, 2, 2, 0), A),
+    ]
 
 
 # -- size limits ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("char", ["x", "é", "€", "🎉"])
+def test_framed_reply_is_fragmented_up_to_max_message(char: str) -> None:
+    server, _ = connected(Config(max_message=200, max_datagram=64))
+    check_fragmented_limit(server.reply, server, char, 200)
+
+
+def test_default_max_message_is_64_kib() -> None:
+    server, _ = connected()
+    server.reply("x" * 65536, 1.0)
+    assert len(drain(server, 1.0)) == Config().window  # the rest waits for acks
+    assert server.pop_events() == []
+    check_too_long(server.reply, server, "x" * 65537, 65536, 2.0)
+
+
 @pytest.mark.parametrize("max_datagram", [64, 1200])
 @pytest.mark.parametrize("char", ["x", "é", "€", "🎉"])
-@pytest.mark.parametrize(
-    ("first", "overhead"), [(None, TEXT_OVERHEAD), (b"plain", 0), (b"plain\n", 1)]
-)
-def test_reply_size_limit(max_datagram: int, char: str, first: bytes | None, overhead: int) -> None:
+@pytest.mark.parametrize(("first", "overhead"), [(b"plain", 0), (b"plain\n", 1)])
+def test_plain_reply_size_limit(max_datagram: int, char: str, first: bytes, overhead: int) -> None:
     server = make_server(Config(max_datagram=max_datagram))
-    if first is None:
-        session = join(server, A)
-        feed(server, Text(session, "hi"), A)
-    else:
-        server.receive_datagram(first, A, now=0.0)
+    server.receive_datagram(first, A, 0.0)
     server.pop_events()
-    limit = max_datagram - overhead
-    fits = text_of_size(char, limit)
-    server.reply(fits, now=1.0)
-    [(data, to)] = server.datagrams_to_send()
-    assert to == A
-    assert len(data) == max_datagram
-    too_long = fits + char
-    server.reply(too_long, now=2.0)
-    size = len(too_long.encode("utf-8"))
-    assert server.pop_events() == [MessageTooLong(too_long, size, limit)]
-    assert server.datagrams_to_send() == []
+    check_plain_limit(server.reply, server, char, max_datagram - overhead, A)
+
+
+def test_lone_surrogate_in_a_framed_reply_is_a_local_error() -> None:
+    server, _ = connected()
+    with pytest.raises(LocalProtocolError):
+        server.reply("a\ud800b", 1.0)
+    assert (drain(server, 1.0), server.pending()) == ([], [])
 
 
 # -- memory bound ---------------------------------------------------------------------
 
 
-def test_max_peers_evicts_least_recently_heard() -> None:
+def test_max_peers_bounds_sessions_evicting_the_least_recently_heard() -> None:
+    server = make_server(Config(max_peers=2))
+    first = join(server, A, nonce=1, now=0.0)
+    join(server, B, nonce=2, now=1.0)
+    feed(server, Ack(first, 0, 0, 0), A, 2.0)  # A is heard again: B is now the oldest
+    join(server, C, nonce=3, now=3.0)
+    assert server.pop_events() == [
+        PeerJoined(A),
+        PeerJoined(B),
+        PeerLeft(B, "timed out"),
+        PeerJoined(C),
+    ]
+    assert (server.session_count, server.stats["peers_evicted"]) == (2, 1)
+    feed(server, Ack(first, 1, 0, 0), A, 4.0)
+    assert drain(server, 4.0) == []  # A's session survived
+
+
+def test_max_peers_bounds_plain_peers() -> None:
     server = make_server(Config(max_peers=3))
-    session = join(server, A)
     for i in range(10):
-        server.receive_datagram(b"hi", ("198.51.100.1", 1000 + i), now=float(i))
+        server.receive_datagram(b"hi", ("198.51.100.1", 1000 + i), float(i))
         assert server.peer_count <= 3
-    assert server.peer_count == 3
-    assert server.stats["peers_evicted"] == 8  # A, then the first seven plain peers
-    server.pop_events()
-    feed(server, Text(session, "still here?"), A, now=20.0)
-    assert frames_out(server) == [(Reset(session), A)]
-    assert server.pop_events() == []
+    assert server.stats["peers_evicted"] == 7
+    server.reply("last one", 10.0)
+    assert drain(server, 10.0) == [(b"last one", ("198.51.100.1", 1009))]
 
 
-def test_recently_heard_peer_is_kept() -> None:
+def test_max_peers_bounds_sessions_and_plain_peers_each() -> None:
     server = make_server(Config(max_peers=3))
-    session = join(server, A)
-    server.receive_datagram(b"b", B, now=1.0)
-    server.receive_datagram(b"c", C, now=2.0)
-    feed(server, Text(session, "refresh"), A, now=3.0)
-    server.receive_datagram(b"d", ("198.51.100.4", 4), now=4.0)  # evicts B, not A
-    assert server.peer_count == 3
-    server.pop_events()
-    feed(server, Text(session, "kept"), A, now=5.0)
-    assert server.pop_events() == [MessageReceived(A, "kept")]
-    assert server.datagrams_to_send() == []
+    for i in range(5):
+        join(server, ("198.51.100.2", 2000 + i))
+        server.receive_datagram(b"hi", ("198.51.100.1", 1000 + i), 1.0)
+    assert server.session_count == 3
+    assert server.peer_count == 6  # three sessions and three plain peers
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -288,47 +452,50 @@ def test_recently_heard_peer_is_kept() -> None:
         (bytes([MAGIC, 2, 1]) + bytes(8), "bad-version"),
         (bytes([MAGIC, VERSION, 0x09]), "bad-type"),
         (bytes([MAGIC, VERSION, 0x01]) + bytes(3), "bad-length"),
-        (bytes([MAGIC, VERSION, 0x03]) + bytes(8) + b"\xff", "bad-utf8"),
+        (bytes([MAGIC, VERSION, 0x03]) + bytes(16) + b"\x80", "bad-flags"),
         (encode_frame(Welcome(1, 2)), "unexpected"),
         (encode_frame(Reset(1)), "unexpected"),
     ],
 )
 def test_bad_frames_are_counted_and_dropped(data: bytes, reason: str) -> None:
     server = make_server()
-    server.receive_datagram(data, A, now=0.0)
+    server.receive_datagram(data, A, 0.0)
     assert server.stats["dropped:" + reason] == 1
     assert server.stats["datagrams_in"] == 1
     assert server.pop_events() == []
-    assert server.datagrams_to_send() == []
+    assert drain(server, 0.0) == []
     assert server.peer_count == 0
 
 
 def test_stats_count_bytes_and_datagrams() -> None:
     server = make_server()
-    session = join(server, A)  # 11 in, 19 out
-    feed(server, Text(session, "abc"), A)  # 14 in
-    server.receive_datagram(b"xy\n", B, now=0.0)  # 3 in
-    server.reply("hello", now=1.0)  # 6 out
-    server.receive_datagram(b"\xf9", C, now=2.0)  # 1 in, dropped
-    server.reply("", now=3.0)  # 1 out
-    assert [len(data) for data, _ in server.datagrams_to_send()] == [6, 1]
+    session = join(server, A)  # hello 11 in, welcome 19 out
+    say(server, session, 0, 0, "abc", A, 0.0)  # 23 in
+    drain(server, 0.0)  # ack 27 out
+    server.receive_datagram(b"xy\n", B, 0.0)  # 3 in
+    server.reply("hello", 1.0)  # 6 out
+    server.receive_datagram(b"\xf9", C, 2.0)  # 1 in, dropped
+    assert [len(data) for data, _ in drain(server, 2.0)] == [6]
     stats = server.stats
-    assert (stats["datagrams_in"], stats["bytes_in"]) == (4, 11 + 14 + 3 + 1)
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (3, 19 + 6 + 1)
+    assert (stats["datagrams_in"], stats["bytes_in"]) == (4, 11 + 23 + 3 + 1)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (3, 19 + 27 + 6)
     assert stats["dropped:truncated"] == 1
 
 
 # -- hypothesis: anything from anyone -------------------------------------------------------
 
 ADDRESSES: list[Address] = [A, B, C]
-small = st.integers(1, 3)
+ids = st.integers(1, 4)
+u32s = st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1))
 #: Frames whose nonces and sessions often match the ones the cycling randbits hands out.
 valid_frames = st.one_of(
-    st.builds(Hello, small),
-    st.builds(Text, small, st.text(max_size=5)),
-    st.builds(Bye, small),
-    st.builds(Welcome, small, small),
-    st.builds(Reset, small),
+    st.builds(Hello, st.integers(1, 3)),
+    st.builds(Data, ids, u32s, u32s, st.integers(0, 3), st.binary(max_size=8)),
+    st.builds(Data, ids, u32s, st.integers(0, 6), st.sampled_from([0, FLAG_MORE]), st.just(b"ab")),
+    st.builds(Ack, ids, u32s, u32s, st.integers(0, 2**64 - 1)),
+    st.builds(Bye, ids, u32s),
+    st.builds(Welcome, ids, ids),
+    st.builds(Reset, ids),
 ).map(encode_frame)
 mutations = st.tuples(st.integers(0, 255), st.integers(0, 7), st.binary(max_size=3))
 
@@ -346,13 +513,11 @@ datagrams = st.one_of(
     st.builds(_mutate, valid_frames, mutations),
     st.binary(max_size=20),
 )
+#: Arbitrary time steps: sums that are not exact in binary must not trip a deadline.
+delays = st.floats(0, 3, allow_nan=False)
 steps = st.lists(
-    st.tuples(
-        st.floats(0, 5, allow_nan=False),
-        st.sampled_from(ADDRESSES),
-        st.one_of(datagrams, st.none()),  # None: the operator replies instead
-    ),
-    max_size=40,
+    st.tuples(delays, st.sampled_from(ADDRESSES), st.one_of(datagrams, st.none())),
+    max_size=50,
 )
 
 
@@ -361,21 +526,31 @@ steps = st.lists(
 def test_arbitrary_traffic_never_raises(
     script: list[tuple[float, Address, bytes | None]], max_peers: int
 ) -> None:
-    counter = itertools.cycle((1, 2))
-    config = Config(max_peers=max_peers, max_datagram=40)
+    counter = itertools.cycle((1, 2, 3, 4))
+    config = Config(
+        max_peers=max_peers,
+        max_datagram=64,
+        session_expiry=8.0,
+        give_up_after=6.0,
+        rto_initial=0.5,
+        window=4,
+        reorder_window=8,
+    )
     server = ServerCore(config, randbits=lambda bits: next(counter))
     heard: set[Address] = set()
     now = 0.0
     for delay, addr, data in script:
         now += delay
+        run_timers(server, now)
         if data is None:
-            server.reply("réponse", now)
+            server.reply("réponse", now)  # None: the operator replies instead
         else:
             server.receive_datagram(data, addr, now)
             heard.add(addr)
-        assert server.peer_count <= max_peers
-        for out, to in server.datagrams_to_send():
+        for out, to in drain(server, now):
             assert to in heard
             assert len(out) <= config.max_datagram
+        assert server.session_count <= max_peers
+        assert server.peer_count - server.session_count <= max_peers
         server.pop_events()
     assert server.stats["datagrams_in"] == sum(data is not None for _, _, data in script)

@@ -12,26 +12,32 @@ from hypothesis import strategies as st
 
 from trio_udpchat._errors import LocalProtocolError, RemoteProtocolError
 from trio_udpchat._wire import (
+    ACK_BITS,
+    DATA_OVERHEAD,
+    FLAG_KEEPALIVE,
+    FLAG_MORE,
     HEADER_SIZE,
     MAGIC,
-    TEXT_OVERHEAD,
     VERSION,
+    Ack,
     Bye,
+    Data,
     Frame,
     Hello,
     Reset,
-    Text,
     Welcome,
     decode_frame_untrusted,
     encode_frame,
     is_frame,
 )
 
+U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
+FRAME_TYPES = (Hello, Welcome, Data, Ack, Bye, Reset)
 
 #: Every ``reason`` that ``decode_frame_untrusted`` gives a RemoteProtocolError.
 KNOWN_REASONS = frozenset(
-    {"truncated", "not-a-frame", "bad-version", "bad-type", "bad-length", "bad-utf8"}
+    {"truncated", "not-a-frame", "bad-version", "bad-type", "bad-length", "bad-flags"}
 )
 
 GOLDEN: list[tuple[Frame, str]] = [
@@ -41,16 +47,51 @@ GOLDEN: list[tuple[Frame, str]] = [
         Welcome(nonce=1, session=U64_MAX),
         "f9 01 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff",
     ),
-    (Text(session=42, text=""), "f9 01 03  00 00 00 00 00 00 00 2a"),
-    (Text(session=7, text="hi"), "f9 01 03  00 00 00 00 00 00 00 07  68 69"),
     (
-        # h, é (c3 a9), l, l, o, space, 🎉 U+1F389 (f0 9f 8e 89)
-        Text(session=U64_MAX, text="héllo 🎉"),
-        "f9 01 03  ff ff ff ff ff ff ff ff  68 c3 a9 6c 6c 6f 20 f0 9f 8e 89",
+        Data(session=42, pn=0, seq=0, flags=0, payload=b""),
+        "f9 01 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
     ),
-    (Text(session=1, text="a\nb"), "f9 01 03  00 00 00 00 00 00 00 01  61 0a 62"),
-    (Bye(session=0xDEADBEEF), "f9 01 04  00 00 00 00 de ad be ef"),
-    (Reset(session=0x8000000000000000), "f9 01 05  80 00 00 00 00 00 00 00"),
+    (
+        Data(session=7, pn=1, seq=2, flags=0, payload=b"hi"),
+        "f9 01 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
+    ),
+    (
+        # A first fragment (MORE): h, é (c3 a9), l, l, o, space, 🎉 U+1F389 (f0 9f 8e 89)
+        Data(
+            session=U64_MAX,
+            pn=U32_MAX,
+            seq=0x80000000,
+            flags=FLAG_MORE,
+            payload="héllo 🎉".encode(),
+        ),
+        "f9 01 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
+        "  68 c3 a9 6c 6c 6f 20 f0 9f 8e 89",
+    ),
+    (
+        Data(
+            session=0x0102030405060708,
+            pn=0x0A0B0C0D,
+            seq=0x11223344,
+            flags=FLAG_KEEPALIVE,
+            payload=b"",
+        ),
+        "f9 01 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
+    ),
+    (
+        # Payloads are opaque bytes: a fragment may end inside a UTF-8 sequence.
+        Data(session=1, pn=2, seq=3, flags=FLAG_MORE | FLAG_KEEPALIVE, payload=b"\xc3\x00\xff"),
+        "f9 01 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
+    ),
+    (
+        Ack(session=5, pn=3, next=0x10, bitmap=0b1011),
+        "f9 01 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b",
+    ),
+    (
+        Ack(session=U64_MAX, pn=0, next=U32_MAX, bitmap=0x8000000000000001),
+        "f9 01 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01",
+    ),
+    (Bye(session=0xDEADBEEF, pn=9), "f9 01 05  00 00 00 00 de ad be ef  00 00 00 09"),
+    (Reset(session=0x8000000000000000), "f9 01 06  80 00 00 00 00 00 00 00"),
 ]
 
 #: At least this many examples; a profile asking for more (``fuzz``) wins.
@@ -68,7 +109,7 @@ def _check_untrusted(data: bytes) -> None:
         assert outcome.reason in KNOWN_REASONS, outcome.reason
         assert str(outcome)
     else:
-        assert isinstance(outcome, Hello | Welcome | Text | Bye | Reset)
+        assert isinstance(outcome, FRAME_TYPES)
         assert encode_frame(outcome) == data
 
 
@@ -76,6 +117,10 @@ def _reason(data: bytes) -> str:
     with pytest.raises(RemoteProtocolError) as info:
         decode_frame_untrusted(data)
     return info.value.reason
+
+
+def _frame_bytes(code: int, body_size: int) -> bytes:
+    return bytes([MAGIC, VERSION, code]) + bytes(body_size)
 
 
 # -- golden vectors ------------------------------------------------------------
@@ -91,24 +136,29 @@ def test_golden_decode(frame: Frame, hex_bytes: str) -> None:
     assert decode_frame_untrusted(bytes.fromhex(hex_bytes)) == frame
 
 
-def test_golden_table_covers_every_frame_type() -> None:
-    assert {type(frame) for frame, _ in GOLDEN} == {Hello, Welcome, Text, Bye, Reset}
+def test_golden_table_covers_every_frame_type_and_flag() -> None:
+    assert {type(frame) for frame, _ in GOLDEN} == set(FRAME_TYPES)
+    flags = {frame.flags for frame, _ in GOLDEN if isinstance(frame, Data)}
+    assert flags == {0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE}
+    assert any(isinstance(frame, Ack) and frame.bitmap >> 63 for frame, _ in GOLDEN)
 
 
 def test_layout_constants() -> None:
-    assert (MAGIC, VERSION, HEADER_SIZE, TEXT_OVERHEAD) == (0xF9, 1, 3, 11)
+    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 1, 3, 20, 64)
+    assert (FLAG_MORE, FLAG_KEEPALIVE) == (0x01, 0x02)
 
 
 # -- hypothesis: round trip ------------------------------------------------------
 
+u32 = st.integers(min_value=0, max_value=U32_MAX)
 u64 = st.integers(min_value=0, max_value=U64_MAX)
-#: Any text UTF-8 can carry: every code point except the lone surrogates.
-utf8_text = st.text(st.characters(codec="utf-8"))
+known_flags = st.sampled_from([0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE])
 frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Hello, u64),
     st.builds(Welcome, u64, u64),
-    st.builds(Text, u64, utf8_text),
-    st.builds(Bye, u64),
+    st.builds(Data, u64, u32, u32, known_flags, st.binary(max_size=64)),
+    st.builds(Ack, u64, u32, u32, u64),
+    st.builds(Bye, u64, u32),
     st.builds(Reset, u64),
 )
 
@@ -120,15 +170,17 @@ def test_round_trip(frame: Frame) -> None:
     assert decode_frame_untrusted(data) == frame
 
 
-@given(u64, utf8_text)
-def test_text_frame_size_is_overhead_plus_utf8(session: int, text: str) -> None:
-    assert len(encode_frame(Text(session, text))) == TEXT_OVERHEAD + len(text.encode("utf-8"))
+@given(u64, u32, u32, known_flags, st.binary(max_size=1200))
+def test_data_frame_size_is_overhead_plus_payload(
+    session: int, pn: int, seq: int, flags: int, payload: bytes
+) -> None:
+    assert len(encode_frame(Data(session, pn, seq, flags, payload))) == DATA_OVERHEAD + len(payload)
 
 
-@given(u64, st.text(), st.characters(categories=["Cs"]), st.text())
-def test_lone_surrogate_is_local_error(session: int, pre: str, lone: str, post: str) -> None:
+@pytest.mark.parametrize("flags", [0x04, 0x08, 0x80, 0xFC, 0xFF])
+def test_unknown_flags_cannot_be_encoded(flags: int) -> None:
     with pytest.raises(LocalProtocolError):
-        encode_frame(Text(session, pre + lone + post))
+        encode_frame(Data(1, 2, 3, flags, b""))
 
 
 @pytest.mark.parametrize(
@@ -138,23 +190,29 @@ def test_lone_surrogate_is_local_error(session: int, pre: str, lone: str, post: 
         Hello(2**64),
         Welcome(2**64, 0),
         Welcome(0, -1),
-        Text(2**64, "x"),
-        Bye(-5),
+        Data(2**64, 0, 0, 0, b"x"),
+        Data(0, 2**32, 0, 0, b""),
+        Data(0, 0, -1, 0, b""),
+        Ack(0, 0, 2**32, 0),
+        Ack(0, -1, 0, 0),
+        Ack(0, 0, 0, 2**64),
+        Bye(-5, 0),
+        Bye(0, 2**32),
         Reset(2**70),
     ],
 )
-def test_out_of_range_u64_is_local_error(frame: Frame) -> None:
+def test_out_of_range_field_is_local_error(frame: Frame) -> None:
     with pytest.raises(LocalProtocolError):
         encode_frame(frame)
 
 
 # -- hypothesis: untrusted input ---------------------------------------------------
 
-header = st.sampled_from([bytes([MAGIC, VERSION, code]) for code in range(7)])
+header = st.sampled_from([bytes([MAGIC, VERSION, code]) for code in range(8)])
 #: Mostly-garbage bytes, half of them behind a plausible header so the body parsers run.
 untrusted_bytes = st.one_of(
     st.binary(max_size=40),
-    st.builds(bytes.__add__, header, st.binary(max_size=24)),
+    st.builds(bytes.__add__, header, st.binary(max_size=32)),
 )
 
 
@@ -185,9 +243,18 @@ def test_mutated_frames_decode_or_remote_error(data: bytes) -> None:
     _check_untrusted(data)
 
 
-@given(st.sampled_from([Hello(1), Welcome(1, 2), Bye(3), Reset(4)]), st.binary(min_size=1))
+@given(
+    st.sampled_from([Hello(1), Welcome(1, 2), Ack(1, 2, 3, 4), Bye(3, 4), Reset(4)]),
+    st.binary(min_size=1),
+)
 def test_fixed_body_frames_reject_any_extra_byte(frame: Frame, extra: bytes) -> None:
     assert _reason(encode_frame(frame) + extra) == "bad-length"
+
+
+@given(st.binary(max_size=32))
+def test_data_takes_any_trailing_bytes_as_payload(extra: bytes) -> None:
+    frame = decode_frame_untrusted(encode_frame(Data(1, 2, 3, 0, b"")) + extra)
+    assert frame == Data(1, 2, 3, 0, extra)
 
 
 # -- specific bad input --------------------------------------------------------------
@@ -195,13 +262,12 @@ def test_fixed_body_frames_reject_any_extra_byte(frame: Frame, extra: bytes) -> 
 
 @pytest.mark.parametrize("version", [0, 2, 0xFF])
 def test_unknown_version(version: int) -> None:
-    data = bytes([MAGIC, version, 0x01]) + bytes(8)
-    assert _reason(data) == "bad-version"
+    assert _reason(bytes([MAGIC, version, 0x01]) + bytes(8)) == "bad-version"
 
 
-@pytest.mark.parametrize("code", [0x00, 0x06, 0x7F, 0xFF])
+@pytest.mark.parametrize("code", [0x00, 0x07, 0x7F, 0xFF])
 def test_unknown_type(code: int) -> None:
-    assert _reason(bytes([MAGIC, VERSION, code]) + bytes(16)) == "bad-type"
+    assert _reason(_frame_bytes(code, 24)) == "bad-type"
 
 
 @pytest.mark.parametrize("data", [b"", b"\xf9", b"\xf9\x01"])
@@ -209,31 +275,23 @@ def test_truncated_header(data: bytes) -> None:
     assert _reason(data) == "truncated"
 
 
-@pytest.mark.parametrize("body_size", [0, 7])
-def test_truncated_text_session(body_size: int) -> None:
-    assert _reason(bytes([MAGIC, VERSION, 0x03]) + bytes(body_size)) == "truncated"
-
-
-@pytest.mark.parametrize(("code", "good_size"), [(0x01, 8), (0x02, 16), (0x04, 8), (0x05, 8)])
-@pytest.mark.parametrize("delta", [-8, -1, 1, 8])
-def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
-    data = bytes([MAGIC, VERSION, code]) + bytes(good_size + delta)
-    assert _reason(data) == "bad-length"
+@pytest.mark.parametrize("body_size", [0, 8, 12, 16])
+def test_truncated_data(body_size: int) -> None:
+    assert _reason(_frame_bytes(0x03, body_size)) == "truncated"
 
 
 @pytest.mark.parametrize(
-    "bad_utf8",
-    [
-        b"\xff",
-        b"\xc3",  # truncated two-byte sequence
-        b"\xc0\xaf",  # overlong encoding of '/'
-        b"\xed\xa0\x80",  # an encoded surrogate
-        b"ok\x80",  # a lone continuation byte
-    ],
+    ("code", "good_size"), [(0x01, 8), (0x02, 16), (0x04, 24), (0x05, 12), (0x06, 8)]
 )
-def test_invalid_utf8_text(bad_utf8: bytes) -> None:
-    data = bytes([MAGIC, VERSION, 0x03]) + bytes(8) + bad_utf8
-    assert _reason(data) == "bad-utf8"
+@pytest.mark.parametrize("delta", [-8, -1, 1, 8])
+def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
+    assert _reason(_frame_bytes(code, good_size + delta)) == "bad-length"
+
+
+@pytest.mark.parametrize("flags", [0x04, 0x08, 0x10, 0x80, 0x05, 0xFF])
+def test_unknown_data_flags(flags: int) -> None:
+    data = _frame_bytes(0x03, 16) + bytes([flags]) + b"payload"
+    assert _reason(data) == "bad-flags"
 
 
 def test_not_a_frame() -> None:

@@ -202,7 +202,7 @@ class ClientCore(Endpoint):
             for message in session.sender.unacknowledged():
                 self._emit(NotDelivered(message.text, "the server did not acknowledge it"))
             self._session = None
-            self._begin_connecting(now, silent_since=session.last_heard)
+            self._begin_connecting(now)
             return
         silent_at = self._silent_deadline(session)
         if silent_at is not None and now >= silent_at:
@@ -241,6 +241,8 @@ class ClientCore(Endpoint):
             self._emit(MessageDelivered(message.text))
         if arrivals.undecodable:
             self._drop("bad-utf8")
+        if arrivals.bad_ack:
+            self._drop("bad-ack")
         for text in arrivals.texts:
             self._emit(MessageReceived(self.server, text))
 
@@ -260,10 +262,10 @@ class ClientCore(Endpoint):
         self._emit(SessionLost(self.server))
         self._begin_connecting(now)
 
-    def _begin_connecting(self, now: float, *, silent_since: float | None = None) -> None:
+    def _begin_connecting(self, now: float) -> None:
         self.state = "connecting"
         self._nonce = self._randbits(64)
-        self._silent_since = now if silent_since is None else silent_since
+        self._silent_since = now
         self._hello_interval = self.config.hello_retry_initial
         self._send_hello(now)
 

@@ -55,12 +55,14 @@ class Config:
     linger: float = 0.75
     #: How long the goodbye may take on shutdown (shielded from cancellation).
     goodbye_timeout: float = 0.25
-    #: Peers (framed or plain) a server remembers; the least recently heard goes first.
+    #: Sessions a server holds, and plain-text peers it remembers (each bounded
+    #: by this); the least recently heard goes first.
     max_peers: int = 1024
 
     def __post_init__(self) -> None:
-        if not 1 <= self.window <= self.reorder_window:
-            raise LocalProtocolError("window must be between 1 and reorder_window")
+        if not 1 <= self.window <= min(self.reorder_window, 64):
+            # An ack's bitmap reports 64 packets past the first missing one.
+            raise LocalProtocolError("window must be between 1 and min(reorder_window, 64)")
         if self.reorder_window > 2**20:
             raise LocalProtocolError("reorder_window is unreasonably large")
         if self.max_datagram < 64:

@@ -53,7 +53,11 @@ class Packet:
     sent_at: float = math.nan
     transmissions: int = 0
     deadline: float = math.inf
-    skipped: int = 0
+    timeouts: int = 0  # retransmission timeouts so far: the backoff exponent
+    skipped: int = 0  # acks that reported packets after this one
+    fast: bool = False  # fast retransmission triggered (once per packet)
+    fast_pending: bool = False  # ... and not yet sent
+    sacked: bool = False  # the receiver holds it out of order: do not retransmit
 
 
 class Sender:
@@ -100,39 +104,68 @@ class Sender:
         self._next_seq += 1
         return packet
 
-    def on_ack(self, next_wire: int, bitmap: int, now: float) -> list[Message]:
-        """Apply an ack; return the messages it completed, oldest first."""
+    def on_ack(self, next_wire: int, bitmap: int, now: float) -> list[Message] | None:
+        """Apply an ack; return the messages it completed, oldest first.
+
+        Only the cumulative part (every seq below ``next``) completes packets: the
+        bitmap says what the receiver holds out of order, which it would lose if
+        its session ended, so those packets are just not retransmitted. Returns
+        ``None`` for an ack of packets never sent (corrupt or forged).
+        """
         if not self._in_flight:
             return []
         lowest = next(iter(self._in_flight))
         next_seq = expand_u32(next_wire, lowest)
-        acked = [seq for seq in self._in_flight if _is_acked(seq, next_seq, bitmap)]
-        if not acked:
-            return []
+        if next_seq > self._next_seq or bitmap >> max(self._next_seq - next_seq - 1, 0):
+            return None
         done: list[Message] = []
-        for seq in acked:
+        while self._in_flight and (seq := next(iter(self._in_flight))) < next_seq:
             packet = self._in_flight.pop(seq)
-            if packet.transmissions == 1:  # Karn: only unambiguous samples
-                self.rtt.sample(now - packet.sent_at)
+            self._sample(packet, now)
             message = packet.message
             if message is not None:
                 message.unacked -= 1
                 if message.unacked == 0:
                     done.append(message)
-        highest = acked[-1]
+        highest = next_seq - 1
+        for seq, packet in self._in_flight.items():
+            if not packet.sacked and _is_acked(seq, next_seq, bitmap):
+                self._sample(packet, now)
+                packet.sacked = True
+                highest = seq
+        threshold = self._config.fast_retransmit_after
         for seq, packet in self._in_flight.items():
             if seq > highest:
                 break
-            packet.skipped += 1
-            if packet.skipped == self._config.fast_retransmit_after:
-                packet.deadline = now
+            if not packet.sacked and not packet.fast:
+                packet.skipped += 1
+                if packet.skipped >= threshold:
+                    packet.fast = packet.fast_pending = True
+                    packet.deadline = now
         return done
 
+    def _sample(self, packet: Packet, now: float) -> None:
+        if packet.transmissions == 1 and not packet.sacked:  # Karn: unambiguous samples only
+            self.rtt.sample(now - packet.sent_at)
+
     def transmit(self, now: float) -> list[Packet]:
-        """The packets to send now: due retransmissions, then new ones the window allows."""
-        out = [packet for packet in self._in_flight.values() if packet.deadline <= now]
+        """The packets to send now: due retransmissions, then new ones the window allows.
+
+        A packet that has used its last transmission is not sent again: it waits
+        for :meth:`failed`.
+        """
+        limit = self._config.max_transmissions
+        out = [
+            packet
+            for packet in self._in_flight.values()
+            if packet.deadline <= now and packet.transmissions < limit and not packet.sacked
+        ]
         for packet in out:
             self._stats["retransmissions"] += 1
+            if packet.fast_pending:
+                packet.fast_pending = False  # the backoff stays as it was
+            else:
+                packet.timeouts += 1
             self._sent(packet, now)
         while self._queue and len(self._in_flight) < self._config.window:
             packet = self._queue.popleft()
@@ -145,8 +178,7 @@ class Sender:
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
         packet.sent_at = now
-        packet.skipped = 0
-        packet.deadline = now + self.rtt.backed_off(packet.transmissions)
+        packet.deadline = now + self.rtt.backed_off(packet.timeouts + 1)
 
     def deadline(self) -> float | None:
         """When :meth:`transmit` or :meth:`failed` next has work, or ``None``.
@@ -157,8 +189,13 @@ class Sender:
         if not self._in_flight:
             return None
         oldest = next(iter(self._in_flight.values()))
-        give_up = oldest.first_sent + self._config.give_up_after
-        return min(give_up, *(packet.deadline for packet in self._in_flight.values()))
+        waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
+        return min(self._give_up_at(oldest), *waiting)
+
+    def _give_up_at(self, packet: Packet) -> float:
+        # The one expression both deadline() and failed() use, so rounding cannot
+        # make a due give-up look not yet due (and spin the timer).
+        return packet.first_sent + self._config.give_up_after
 
     def oldest_unacked(self) -> float | None:
         """When the oldest packet still in flight was first sent."""
@@ -170,9 +207,9 @@ class Sender:
         """Whether some packet has used up its retry budget without an ack."""
         limit = self._config.max_transmissions
         for packet in self._in_flight.values():
-            if now - packet.first_sent >= self._config.give_up_after:
+            if now >= self._give_up_at(packet):
                 return True
-            if packet.transmissions >= limit and packet.deadline <= now:
+            if packet.transmissions >= limit and packet.deadline <= now and not packet.sacked:
                 return True
         return False
 

@@ -35,4 +35,5 @@ class RttEstimator:
 
     def backed_off(self, transmissions: int) -> float:
         """The timeout after the ``transmissions``-th send of one packet: doubling, capped."""
-        return min(self.rto * 2.0 ** (transmissions - 1), self._config.rto_max)
+        doublings = min(transmissions - 1, 64)  # past the cap long before; no overflow
+        return min(self.rto * 2.0**doublings, self._config.rto_max)

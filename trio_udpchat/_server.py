@@ -227,6 +227,8 @@ class ServerCore(Endpoint):
             self._emit(MessageDelivered(message.text))
         if arrivals.undecodable:
             self._drop("bad-utf8")
+        if arrivals.bad_ack:
+            self._drop("bad-ack")
         for text in arrivals.texts:
             self._last_speaker = session.id
             self._last_address = session.peer

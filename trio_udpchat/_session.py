@@ -18,6 +18,7 @@ class Arrivals:
     texts: list[str] = field(default_factory=list)
     delivered: list[Message] = field(default_factory=list)
     undecodable: int = 0
+    bad_ack: bool = False  # it acknowledged packets never sent
 
 
 class Session:
@@ -69,7 +70,11 @@ class Session:
                     except UnicodeDecodeError:
                         arrivals.undecodable += 1
             case Ack(next=next_seq, bitmap=bitmap):
-                arrivals.delivered = self.sender.on_ack(next_seq, bitmap, now)
+                delivered = self.sender.on_ack(next_seq, bitmap, now)
+                if delivered is None:
+                    arrivals.bad_ack = True
+                else:
+                    arrivals.delivered = delivered
             case Bye():
                 pass
         return arrivals
