@@ -32,6 +32,13 @@ def fuzz(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (opt-in); prints a table and writes bench/results/latest.json."""
+    session.install("-e", ".")
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     session.install("ruff")
