@@ -181,9 +181,11 @@ async def run_client(
     config: Config | None = None,
     *,
     plain: bool = False,
-    task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[ClientCore] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Talk to the server at ``host``/``port`` until EOF or cancellation.
+
+    ``task_status.started`` receives the client's core (its ``stats``, ``state``).
 
     On the way out, whatever was typed but still waits for a session gets a
     short grace period (``config.linger``), then the client says goodbye under
@@ -200,7 +202,7 @@ async def run_client(
                 nursery.start_soon(driver.timer_task)
                 core.start(trio.current_time())
                 await driver.flush()
-                task_status.started(server)
+                task_status.started(core)
                 await driver.input_loop(core.send_text, core.pending, core.has_room)
                 with trio.move_on_after(config.linger):
                     while core.has_pending():
