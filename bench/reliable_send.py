@@ -2,7 +2,7 @@
 
 Subject: the real server (``run_server`` in a helper process, see
 ``_chat_server.py``) and a client in this process that types N lines of 100
-bytes through the real reliable path: ``_Driver.input_loop`` (with its scripted
+bytes through the real reliable path: ``run_client`` and its input loop (with its scripted
 input backpressure), ``ClientCore.send_text``, the sender's window of
 ``Config.window`` packets in flight, acks back through the receive task. The
 clock starts when the session is up and the first line is typed, and stops when
@@ -206,7 +206,7 @@ def plan(settings: Settings) -> Plan:
         cases=[
             Case(
                 "trio_udpchat",
-                "run_server (subprocess) <- ClientCore over _Driver, reliable path",
+                "run_server (subprocess) <- run_client, reliable path",
                 partial(measure_trio_udpchat, messages, SIZE, timeout, cpus),
             ),
             Case(
