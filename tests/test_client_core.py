@@ -429,7 +429,7 @@ def test_datagrams_from_other_addresses_are_dropped(datagram: bytes) -> None:
     assert client.stats["datagrams_in"] == 2  # the welcome, then this
 
 
-@pytest.mark.parametrize("frame", [Hello(1), Bye(SESSION, 0)])
+@pytest.mark.parametrize("frame", [Hello(1), Bye(SESSION, 0, 0)])
 def test_client_bound_frames_only(frame: Frame) -> None:
     client = connected()
     feed(client, frame, SERVER, 1.0)
@@ -538,7 +538,7 @@ def test_close_when_connected_sends_bye_and_reports_unacked() -> None:
     client.send_text("unacked", now=0.5)
     drain(client, 0.5)
     client.close(now=1.0)
-    assert sent(client, 1.0) == [Bye(SESSION, 1)]
+    assert sent(client, 1.0) == [Bye(SESSION, 1, 0)]
     assert client.state == "closed"
     assert client.get_timer() is None
     assert client.pop_events() == [NotDelivered("unacked", "not acknowledged before exit")]
@@ -670,9 +670,9 @@ def test_stats_count_bytes_and_datagrams() -> None:
     feed(client, data(0, 0, "de"), SERVER, 1.5)  # 22 in
     drain(client, 1.5)  # ack 27 out
     client.close(now=1.8)
-    drain(client, 1.8)  # bye 15 out
+    drain(client, 1.8)  # bye 19 out
     stats = client.stats
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (4, 11 + 23 + 27 + 15)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (4, 11 + 23 + 27 + 19)
     assert (stats["datagrams_in"], stats["bytes_in"]) == (2, 19 + 22)
 
 

@@ -53,7 +53,8 @@ async def test_200_messages_each_way_arrive_once_in_order_over_a_rough_link(
     assert texts(server) == sent
     assert texts(client) == replies
     assert client.of(NotDelivered) == []
-    assert relay.dropped > 20 and relay.duplicated > 2  # the link really was rough
+    assert relay.dropped > 20
+    assert relay.duplicated > 2
 
 
 async def test_server_restart_mid_conversation_over_a_rough_link(
@@ -62,7 +63,7 @@ async def test_server_restart_mid_conversation_over_a_rough_link(
     async with running(600) as nursery:
         async with trio.open_nursery() as first_life:
             server, address = await start_server(first_life)
-            relay, front = await start_relay(nursery, address, ROUGH)
+            _relay, front = await start_relay(nursery, address, ROUGH)
             client = await start_client(nursery, front)
             client.enter("before the restart")
             await server.wait_for(MessageReceived)
@@ -94,6 +95,7 @@ async def test_client_keeps_its_session_when_its_source_port_changes(
         moved = await server.wait_for(PeerMoved)
         server.enter("following you")
         await client.wait_for(MessageReceived)
-    assert moved.old == first.sender and moved.new == second.sender != first.sender
+    assert moved.old == first.sender
+    assert moved.new == second.sender != first.sender
     assert core.session_count == 1
     assert len(client.of(SessionStarted)) == 1  # one session all along

@@ -564,7 +564,7 @@ def test_session_roams_to_the_newest_datagram_only() -> None:
     assert session.peer == B
     assert arrivals.texts == ["late"]  # still accepted, just not a move
     assert session.last_heard == 3.0
-    session.accept(Bye(1, 2), A, 4.0)  # the same pn again: not newer either
+    session.accept(Bye(1, 2, 0), A, 4.0)  # the same pn again: not newer either
     assert session.peer == B
     session.accept(Ack(1, 3, 0, 0), A, 5.0)
     assert session.peer == A
@@ -588,7 +588,7 @@ def test_session_sends_data_then_ack_with_increasing_pn() -> None:
     assert frames == [Data(1, 0, 0, 0, b"yo"), Ack(1, 1, 1, 0)]
     assert session.last_sent == 1.5
     assert session.datagrams(1.6) == []  # the ack is owed once
-    assert decode_frame_untrusted(session.bye()) == Bye(1, 2)
+    assert decode_frame_untrusted(session.bye()) == Bye(1, 2, 1)  # acks the data it got
 
 
 def test_session_reacks_duplicate_data() -> None:

@@ -180,7 +180,7 @@ def test_session_frame_for_unknown_session_gets_a_small_reset(trigger: Frame) ->
 def test_bye_for_unknown_session_is_dropped_without_reset() -> None:
     server = make_server()
     session = join(server, A)
-    feed(server, Bye(session ^ 1, 0), A, 0.0)
+    feed(server, Bye(session ^ 1, 0, 0), A, 0.0)
     assert drain(server, 0.0) == []
     assert server.pop_events() == [PeerJoined(A)]
     assert server.session_count == 1
@@ -191,13 +191,29 @@ def test_bye_ends_the_session_and_a_later_reply_has_no_recipient() -> None:
     server, session = connected()
     server.reply("unacked", 1.0)
     drain(server, 1.0)
-    feed(server, Bye(session, 1), A, 2.0)
-    assert server.pop_events() == [NotDelivered("unacked", "the client left"), PeerLeft(A, "quit")]
+    feed(server, Bye(session, 1, 0), A, 2.0)
+    assert server.pop_events() == [
+        NotDelivered("unacked", "the client left before it was acknowledged"),
+        PeerLeft(A, "quit"),
+    ]
     assert (server.peer_count, server.get_timer()) == (0, None)
     assert drain(server, 2.0) == []
     server.reply("wait", 3.0)
     assert server.pop_events() == [NoRecipient("wait", left=A)]
     assert drain(server, 3.0) == []
+
+
+def test_bye_acknowledges_what_the_client_received() -> None:
+    server, session = connected()
+    server.reply("got it", 1.0)
+    server.reply("lost", 1.0)
+    drain(server, 1.0)
+    feed(server, Bye(session, 1, 1), A, 2.0)  # its ack of "got it" was lost; the bye says so
+    assert server.pop_events() == [
+        MessageDelivered("got it"),
+        NotDelivered("lost", "the client left before it was acknowledged"),
+        PeerLeft(A, "quit"),
+    ]
 
 
 def test_reply_before_anyone_spoke() -> None:
@@ -493,7 +509,7 @@ valid_frames = st.one_of(
     st.builds(Data, ids, u32s, u32s, st.integers(0, 3), st.binary(max_size=8)),
     st.builds(Data, ids, u32s, st.integers(0, 6), st.sampled_from([0, FLAG_MORE]), st.just(b"ab")),
     st.builds(Ack, ids, u32s, u32s, st.integers(0, 2**64 - 1)),
-    st.builds(Bye, ids, u32s),
+    st.builds(Bye, ids, u32s, u32s),
     st.builds(Welcome, ids, ids),
     st.builds(Reset, ids),
 ).map(encode_frame)

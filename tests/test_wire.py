@@ -90,7 +90,10 @@ GOLDEN: list[tuple[Frame, str]] = [
         Ack(session=U64_MAX, pn=0, next=U32_MAX, bitmap=0x8000000000000001),
         "f9 01 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01",
     ),
-    (Bye(session=0xDEADBEEF, pn=9), "f9 01 05  00 00 00 00 de ad be ef  00 00 00 09"),
+    (
+        Bye(session=0xDEADBEEF, pn=9, next=0x0102),
+        "f9 01 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
+    ),
     (Reset(session=0x8000000000000000), "f9 01 06  80 00 00 00 00 00 00 00"),
 ]
 
@@ -158,7 +161,7 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Welcome, u64, u64),
     st.builds(Data, u64, u32, u32, known_flags, st.binary(max_size=64)),
     st.builds(Ack, u64, u32, u32, u64),
-    st.builds(Bye, u64, u32),
+    st.builds(Bye, u64, u32, u32),
     st.builds(Reset, u64),
 )
 
@@ -196,8 +199,9 @@ def test_unknown_flags_cannot_be_encoded(flags: int) -> None:
         Ack(0, 0, 2**32, 0),
         Ack(0, -1, 0, 0),
         Ack(0, 0, 0, 2**64),
-        Bye(-5, 0),
-        Bye(0, 2**32),
+        Bye(-5, 0, 0),
+        Bye(0, 2**32, 0),
+        Bye(0, 0, 2**32),
         Reset(2**70),
     ],
 )
@@ -244,7 +248,7 @@ def test_mutated_frames_decode_or_remote_error(data: bytes) -> None:
 
 
 @given(
-    st.sampled_from([Hello(1), Welcome(1, 2), Ack(1, 2, 3, 4), Bye(3, 4), Reset(4)]),
+    st.sampled_from([Hello(1), Welcome(1, 2), Ack(1, 2, 3, 4), Bye(3, 4, 5), Reset(4)]),
     st.binary(min_size=1),
 )
 def test_fixed_body_frames_reject_any_extra_byte(frame: Frame, extra: bytes) -> None:

@@ -219,12 +219,12 @@ class ServerCore(Endpoint):
                 del self._by_addr[old_peer]
             self._by_addr[session.peer] = session.id
             self._emit(PeerMoved(old_peer, session.peer))
-        if isinstance(frame, Bye):
-            self._end(client, "quit", "the client left")
-            return
-        self._dirty.add(session.id)
         for message in arrivals.delivered:
             self._emit(MessageDelivered(message.text))
+        if isinstance(frame, Bye):
+            self._end(client, "quit", "the client left before it was acknowledged")
+            return
+        self._dirty.add(session.id)
         if arrivals.undecodable:
             self._drop("bad-utf8")
         if arrivals.bad_ack:

@@ -70,14 +70,17 @@ class Session:
                     except UnicodeDecodeError:
                         arrivals.undecodable += 1
             case Ack(next=next_seq, bitmap=bitmap):
-                delivered = self.sender.on_ack(next_seq, bitmap, now)
-                if delivered is None:
-                    arrivals.bad_ack = True
-                else:
-                    arrivals.delivered = delivered
-            case Bye():
-                pass
+                self._acked(next_seq, bitmap, now, arrivals)
+            case Bye(next=next_seq):
+                self._acked(next_seq, 0, now, arrivals)
         return arrivals
+
+    def _acked(self, next_seq: int, bitmap: int, now: float, arrivals: Arrivals) -> None:
+        delivered = self.sender.on_ack(next_seq, bitmap, now)
+        if delivered is None:
+            arrivals.bad_ack = True
+        else:
+            arrivals.delivered = delivered
 
     def send(self, text: str, payload: bytes) -> Message | None:
         """Queue a message; ``None`` if the send queue is full."""
@@ -98,8 +101,9 @@ class Session:
         return out
 
     def bye(self) -> bytes:
-        """The goodbye frame."""
-        return encode_frame(Bye(self.id, self._pn()))
+        """The goodbye frame, with a last cumulative ack."""
+        next_seq, _ = self.receiver.ack_fields()
+        return encode_frame(Bye(self.id, self._pn(), next_seq))
 
     def _pn(self) -> int:
         pn = self._next_pn % 2**32

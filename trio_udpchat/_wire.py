@@ -19,7 +19,7 @@ numbers the reliable packets of a session; both are sent modulo 2**32)::
                    payload (rest)                             or a fragment of one
     Ack      0x04  session u64, pn u32, next u32, bitmap u64  every seq below ``next`` arrived,
                                                               and ``next + 1 + i`` per set bit i
-    Bye      0x05  session u64, pn u32                        client leaves
+    Bye      0x05  session u64, pn u32, next u32              client leaves; ``next`` acks as in Ack
     Reset    0x06  session u64                                server: I hold no such session
 
 Data flags: bit 0 MORE (more fragments of this message follow), bit 1
@@ -48,7 +48,7 @@ _HELLO: Final = struct.Struct("!Q")
 _WELCOME: Final = struct.Struct("!QQ")
 _DATA: Final = struct.Struct("!QIIB")
 _ACK: Final = struct.Struct("!QIIQ")
-_BYE: Final = struct.Struct("!QI")
+_BYE: Final = struct.Struct("!QII")
 _RESET: Final = struct.Struct("!Q")
 
 HEADER_SIZE: Final = _HEADER.size
@@ -99,10 +99,12 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Bye:
-    """Client to server: session ``session`` is over."""
+    """Client to server: session ``session`` is over; every seq below ``next`` arrived
+    (so the last acks, if lost, do not make delivered messages look undelivered)."""
 
     session: int
     pn: int
+    next: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +157,8 @@ def encode_frame(frame: Frame) -> bytes:
             return header + _pack(_DATA, session, pn, seq, flags) + payload
         case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap):
             return header + _pack(_ACK, session, pn, next_seq, bitmap)
-        case Bye(session=session, pn=pn):
-            return header + _pack(_BYE, session, pn)
+        case Bye(session=session, pn=pn, next=next_seq):
+            return header + _pack(_BYE, session, pn, next_seq)
         case Reset(session=session):
             return header + _pack(_RESET, session)
 
