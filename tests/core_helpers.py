@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -168,7 +169,7 @@ def start(client: ClientCore, now: float = 0.0) -> int:
 
 def connect(client: ClientCore, session: int, now: float = 0.0) -> None:
     """Start ``client`` and welcome it into ``session``."""
-    feed(client, Welcome(start(client, now), session), SERVER, now)
+    feed(client, Welcome(start(client, now), session, 60_000), SERVER, now)
     drain(client, now)
     assert client.state == "connected"
 
@@ -283,3 +284,8 @@ class Pair:
             for hop in self.hops
             if hop.from_client == from_client and hop.time >= since and hop.data[:1] == b"\xf9"
         ]
+
+
+def sealed(data: bytes) -> bytes:
+    """``data`` with a correct CRC-32 trailer, so a check past the checksum is what fails."""
+    return data + zlib.crc32(data).to_bytes(4, "big")

@@ -121,7 +121,7 @@ def test_texts_before_welcome_are_queued_then_sent_in_order_and_delivered() -> N
     assert client.has_pending()
     assert client.pending() == ["one", "two", ""]
     assert drain(client, 0.1) == []
-    feed(client, Welcome(nonce, SESSION), SERVER, 0.2)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 0.2)
     assert sent(client, 0.2) == [data(0, 0, "one"), data(1, 1, "two"), data(2, 2, "")]
     assert client.pending() == ["one", "two", ""]  # sent, not yet acknowledged
     feed(client, Ack(SESSION, 0, 2, 0), SERVER, 0.3)
@@ -145,7 +145,7 @@ def test_full_queue_refuses_text() -> None:
         NotDelivered("c", "the send queue is full"),
         NotDelivered("d", "the send queue is full"),
     ]
-    feed(client, Welcome(nonce, SESSION), SERVER, 0.5)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 0.5)
     assert sent(client, 0.5) == [data(0, 0, "a"), data(1, 1, "b")]
 
 
@@ -166,7 +166,7 @@ def test_has_room_while_connecting_and_in_session() -> None:
     assert client.has_room()
     client.send_text("a", now=0.1)
     assert not client.has_room()  # the queue for the session holds one
-    feed(client, Welcome(nonce, SESSION), SERVER, 0.2)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 0.2)
     assert not client.has_room()  # handed to the session, not sent yet
     drain(client, 0.2)
     assert client.has_room()  # in flight: the window took it
@@ -249,7 +249,7 @@ def test_late_welcome_answers_silence() -> None:
     nonce = start(client)
     run_timers(client, until=8.0)
     assert client.pop_events() == [ServerSilent(SERVER, 3.0)]
-    feed(client, Welcome(nonce, SESSION), SERVER, 8.5)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 8.5)
     assert client.pop_events() == [SessionStarted(SERVER), ServerAnswered(SERVER)]
     assert drain(client, 8.5) == []
 
@@ -264,7 +264,7 @@ def test_late_welcome_answers_silence() -> None:
 def test_bad_welcome_is_ignored(nonce_flip: int, addr: Address, reason: str) -> None:
     client = make_client()
     nonce = start(client)
-    feed(client, Welcome(nonce ^ nonce_flip, SESSION), addr, 0.5)
+    feed(client, Welcome(nonce ^ nonce_flip, SESSION, 60_000), addr, 0.5)
     assert client.state == "connecting"
     assert client.stats["dropped:" + reason] == 1
     assert client.pop_events() == []
@@ -274,8 +274,8 @@ def test_bad_welcome_is_ignored(nonce_flip: int, addr: Address, reason: str) -> 
 def test_duplicate_welcome_is_dropped() -> None:
     client = make_client()
     nonce = start(client)
-    feed(client, Welcome(nonce, SESSION), SERVER, 0.1)
-    feed(client, Welcome(nonce, SESSION + 1), SERVER, 0.2)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 0.1)
+    feed(client, Welcome(nonce, SESSION + 1, 60_000), SERVER, 0.2)
     assert client.pop_events() == [SessionStarted(SERVER)]
     assert client.stats["dropped:stale-welcome"] == 1
     client.send_text("x", now=0.3)
@@ -293,7 +293,7 @@ def test_unreachable_reported_once_per_outage() -> None:
     fired = run_timers(client, until=5.0)  # the silence is not reported on top
     assert client.pop_events() == [ServerRefused(SERVER)]
     assert [t for t, out in fired if out] == [1.0, 3.0]  # hellos keep going
-    feed(client, Welcome(nonce, SESSION), SERVER, 5.5)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 5.5)
     assert client.pop_events() == [SessionStarted(SERVER), ServerAnswered(SERVER)]
     client.note_unreachable(6.0)  # a new outage while connected: the session stays
     client.note_unreachable(6.5)
@@ -316,9 +316,9 @@ def test_reset_requeues_unacked_messages_ahead_of_the_queue() -> None:
     assert client.get_timer() == 5.0
     client.send_text("d", now=4.5)
     assert client.pending() == ["b", "c", "d"]
-    feed(client, Welcome(first, 1), SERVER, 4.6)  # the old nonce no longer counts
+    feed(client, Welcome(first, 1, 60_000), SERVER, 4.6)  # the old nonce no longer counts
     assert client.stats["dropped:stale-welcome"] == 1
-    feed(client, Welcome(second, 2), SERVER, 4.7)
+    feed(client, Welcome(second, 2, 60_000), SERVER, 4.7)
     assert client.pop_events() == [SessionStarted(SERVER, reconnect=True)]
     assert sent(client, 4.7) == [data(i, i, t, session=2) for i, t in enumerate("bcd")]
 
@@ -594,7 +594,7 @@ def test_too_long_text_is_not_queued() -> None:
     nonce = start(client)
     check_too_long(client.send_text, client, "x" * 11, 10, 0.0)
     assert not client.has_pending()
-    feed(client, Welcome(nonce, SESSION), SERVER, 0.1)
+    feed(client, Welcome(nonce, SESSION, 60_000), SERVER, 0.1)
     assert drain(client, 0.1) == []
 
 
@@ -664,16 +664,17 @@ def test_plain_mode_refused_then_answered() -> None:
 
 
 def test_stats_count_bytes_and_datagrams() -> None:
-    client = connected()  # hello 11 out, welcome 19 in
+    # Sizes with the 4-byte CRC trailer each frame ends in.
+    client = connected()  # hello 15 out, welcome 27 in
     client.send_text("abc", now=1.0)
-    drain(client, 1.0)  # data 23 out
-    feed(client, data(0, 0, "de"), SERVER, 1.5)  # 22 in
-    drain(client, 1.5)  # ack 27 out
+    drain(client, 1.0)  # data 27 out
+    feed(client, data(0, 0, "de"), SERVER, 1.5)  # 26 in
+    drain(client, 1.5)  # ack 31 out
     client.close(now=1.8)
-    drain(client, 1.8)  # bye 19 out
+    drain(client, 1.8)  # bye 23 out
     stats = client.stats
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (4, 11 + 23 + 27 + 19)
-    assert (stats["datagrams_in"], stats["bytes_in"]) == (2, 19 + 22)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (4, 15 + 27 + 31 + 23)
+    assert (stats["datagrams_in"], stats["bytes_in"]) == (2, 27 + 26)
 
 
 # -- the timer is never in the past --------------------------------------------------------------
@@ -739,7 +740,7 @@ def test_timer_never_in_the_past_through_a_scenario() -> None:
 ids = st.integers(1, 2)
 u32s = st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1))
 server_frames = st.one_of(
-    st.builds(Welcome, ids, ids),
+    st.builds(Welcome, ids, ids, st.integers(0, 2**32 - 1)),
     st.builds(Data, ids, u32s, u32s, st.integers(0, 3), st.binary(max_size=8)),
     st.builds(Data, ids, u32s, st.integers(0, 6), st.sampled_from([0, FLAG_MORE]), st.just(b"ab")),
     st.builds(Ack, ids, u32s, st.integers(0, 8), st.integers(0, 2**64 - 1)),
@@ -788,7 +789,7 @@ def test_arbitrary_traffic_never_raises(
     client = ClientCore(SERVER, config, plain=mode == "plain", randbits=lambda b: next(counter))
     client.start(0.0)
     if mode == "welcomed":
-        feed(client, Welcome(1, 1), SERVER, 0.0)
+        feed(client, Welcome(1, 1, 60_000), SERVER, 0.0)
         assert client.state == "connected"
     drain(client, 0.0)
     now = 0.0
@@ -807,3 +808,36 @@ def test_arbitrary_traffic_never_raises(
     client.close(now)
     drain(client, now)
     assert client.get_timer() is None
+
+
+# -- what the server tells us ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("expiry_ms", "keepalive"), [(60_000, 15.0), (10_000, 2.5), (1, 0.5)])
+def test_keepalive_stays_within_the_servers_expiry(expiry_ms: int, keepalive: float) -> None:
+    client = make_client()
+    nonce = start(client, 0.0)
+    feed(client, Welcome(nonce, SESSION, expiry_ms), SERVER, 0.0)
+    drain(client, 0.0)
+    assert client.get_timer() == keepalive
+
+
+def test_a_reset_that_knows_what_arrived_resends_only_the_rest() -> None:
+    client = connected()
+    for text in ("a", "b", "c"):
+        client.send_text(text, 1.0)
+    assert len(sent(client, 1.0)) == 3
+    client.pop_events()
+    feed(client, Reset(SESSION, 2, known=True), SERVER, 2.0)  # a and b had arrived
+    events = client.pop_events()
+    assert events[:3] == [MessageDelivered("a"), MessageDelivered("b"), SessionLost(SERVER)]
+    assert client.pending() == ["c"]
+
+
+def test_a_reset_after_a_restart_resends_everything_unacknowledged() -> None:
+    client = connected()
+    for text in ("a", "b"):
+        client.send_text(text, 1.0)
+    sent(client, 1.0)
+    feed(client, Reset(SESSION), SERVER, 2.0)
+    assert client.pending() == ["a", "b"]

@@ -186,8 +186,8 @@ async def test_plain_text_peer_and_garbage_against_the_server() -> None:
         server, address = await start_server(nursery, core=core)
         with udp_socket() as peer:
             await peer.bind((LOOPBACK, 0))
-            await peer.sendto(b"\xf9\x01\x03short", address)  # a truncated Text frame
-            await peer.sendto(b"\xf9\x07\x01" + bytes(8), address)  # an unknown version
+            await peer.sendto(b"\xf9\x01\x03short", address)  # a frame with a bad checksum
+            await peer.sendto(b"\xf9\x07\x01" + bytes(12), address)  # an unknown version
             await peer.sendto(b"one\ntwo\n", address)
             await server.wait_for(MessageReceived, lambda e: e.text == "two")
             server.enter("got it")
@@ -197,7 +197,7 @@ async def test_plain_text_peer_and_garbage_against_the_server() -> None:
         ("one", True),
         ("two", True),
     ]
-    assert core.stats["dropped:truncated"] == 1
+    assert core.stats["dropped:bad-checksum"] == 1
     assert core.stats["dropped:bad-version"] == 1
 
 

@@ -24,6 +24,7 @@ from tests.core_helpers import (
     join,
     make_server,
     run_timers,
+    sealed,
     seeded_values,
 )
 from trio_udpchat._config import Config
@@ -84,7 +85,7 @@ def connected(config: Config | None = None, *, now: float = 0.0) -> tuple[Server
 def test_hello_gets_welcome_echoing_nonce() -> None:
     server = make_server()
     feed(server, Hello(0xABCDEF), A, 10.0)
-    assert frames_out(server, 10.0) == [(Welcome(0xABCDEF, seeded_values(1, SEED)[0]), A)]
+    assert frames_out(server, 10.0) == [(Welcome(0xABCDEF, seeded_values(1, SEED)[0], 60_000), A)]
     assert server.pop_events() == [PeerJoined(A)]
     assert (server.peer_count, server.session_count) == (1, 1)
     assert server.get_timer() == 10.0 + Config().session_expiry
@@ -114,7 +115,8 @@ def test_new_nonce_from_same_address_replaces_the_session() -> None:
     ]
     assert server.session_count == 1
     say(server, old, 1, 1, "stale", A, 3.0)
-    assert frames_out(server, 3.0) == [(Reset(old), A)]
+    # The ended session is remembered: its receiver had got seq 0 ("hi").
+    assert frames_out(server, 3.0) == [(Reset(old, 1, known=True), A)]
     say(server, new, 0, 0, "fresh", A, 3.0)
     assert server.pop_events() == [MessageReceived(A, "fresh")]
 
@@ -324,7 +326,7 @@ def test_after_a_move_the_old_address_can_start_a_new_session() -> None:
     assert server.pop_events() == [PeerMoved(A, B), PeerJoined(A)]
     assert server.session_count == 2
     feed(server, Hello(5), B, 3.0)  # B's mapping belongs to the moved session: same welcome
-    assert frames_out(server, 3.0) == [(Welcome(5, old), B)]
+    assert frames_out(server, 3.0) == [(Welcome(5, old, 60_000), B)]
 
 
 def test_roaming_client_end_to_end() -> None:
@@ -465,11 +467,12 @@ def test_max_peers_bounds_sessions_and_plain_peers_each() -> None:
     ("data", "reason"),
     [
         (b"\xf9", "truncated"),
-        (bytes([MAGIC, 2, 1]) + bytes(8), "bad-version"),
-        (bytes([MAGIC, VERSION, 0x09]), "bad-type"),
-        (bytes([MAGIC, VERSION, 0x01]) + bytes(3), "bad-length"),
-        (bytes([MAGIC, VERSION, 0x03]) + bytes(16) + b"\x80", "bad-flags"),
-        (encode_frame(Welcome(1, 2)), "unexpected"),
+        (bytes([MAGIC, 2, 1]) + bytes(12), "bad-version"),
+        (encode_frame(Hello(1))[:-1] + b"\x00", "bad-checksum"),
+        (sealed(bytes([MAGIC, VERSION, 0x09])), "bad-type"),
+        (sealed(bytes([MAGIC, VERSION, 0x01]) + bytes(3)), "bad-length"),
+        (sealed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + b"\x80"), "bad-flags"),
+        (encode_frame(Welcome(1, 2, 60_000)), "unexpected"),
         (encode_frame(Reset(1)), "unexpected"),
     ],
 )
@@ -485,16 +488,16 @@ def test_bad_frames_are_counted_and_dropped(data: bytes, reason: str) -> None:
 
 def test_stats_count_bytes_and_datagrams() -> None:
     server = make_server()
-    session = join(server, A)  # hello 11 in, welcome 19 out
-    say(server, session, 0, 0, "abc", A, 0.0)  # 23 in
-    drain(server, 0.0)  # ack 27 out
+    session = join(server, A)  # hello 15 in, welcome 27 out (4-byte CRC trailers)
+    say(server, session, 0, 0, "abc", A, 0.0)  # 27 in
+    drain(server, 0.0)  # ack 31 out
     server.receive_datagram(b"xy\n", B, 0.0)  # 3 in
     server.reply("hello", 1.0)  # 6 out
     server.receive_datagram(b"\xf9", C, 2.0)  # 1 in, dropped
     assert [len(data) for data, _ in drain(server, 2.0)] == [6]
     stats = server.stats
-    assert (stats["datagrams_in"], stats["bytes_in"]) == (4, 11 + 23 + 3 + 1)
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (3, 19 + 27 + 6)
+    assert (stats["datagrams_in"], stats["bytes_in"]) == (4, 15 + 27 + 3 + 1)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (3, 27 + 31 + 6)
     assert stats["dropped:truncated"] == 1
 
 
@@ -510,7 +513,7 @@ valid_frames = st.one_of(
     st.builds(Data, ids, u32s, st.integers(0, 6), st.sampled_from([0, FLAG_MORE]), st.just(b"ab")),
     st.builds(Ack, ids, u32s, u32s, st.integers(0, 2**64 - 1)),
     st.builds(Bye, ids, u32s, u32s),
-    st.builds(Welcome, ids, ids),
+    st.builds(Welcome, ids, ids, st.integers(0, 2**32 - 1)),
     st.builds(Reset, ids),
 ).map(encode_frame)
 mutations = st.tuples(st.integers(0, 255), st.integers(0, 7), st.binary(max_size=3))
@@ -570,3 +573,23 @@ def test_arbitrary_traffic_never_raises(
         assert server.peer_count - server.session_count <= max_peers
         server.pop_events()
     assert server.stats["datagrams_in"] == sum(data is not None for _, _, data in script)
+
+
+def test_an_ended_session_is_remembered_until_it_would_have_expired() -> None:
+    config = Config()
+    server, session = connected(config)
+    feed(server, Bye(session, 1, 0), A, 1.0)
+    server.pop_events()
+    say(server, session, 2, 1, "late", A, 2.0)
+    assert frames_out(server, 2.0) == [(Reset(session, 1, known=True), A)]
+    later = 1.0 + config.session_expiry
+    say(server, session, 3, 1, "much later", A, later)
+    assert frames_out(server, later) == [(Reset(session), A)]
+
+
+def test_welcome_tells_the_session_expiry() -> None:
+    server = make_server(Config(session_expiry=12.5))
+    feed(server, Hello(9), A, 0.0)
+    [(welcome, _)] = frames_out(server, 0.0)
+    assert isinstance(welcome, Welcome)
+    assert welcome.expiry_ms == 12_500

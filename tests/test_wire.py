@@ -6,10 +6,13 @@ module docstring, never produced by the encoder it checks.
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.core_helpers import sealed
 from trio_udpchat._errors import LocalProtocolError, RemoteProtocolError
 from trio_udpchat._wire import (
     ACK_BITS,
@@ -37,15 +40,25 @@ FRAME_TYPES = (Hello, Welcome, Data, Ack, Bye, Reset)
 
 #: Every ``reason`` that ``decode_frame_untrusted`` gives a RemoteProtocolError.
 KNOWN_REASONS = frozenset(
-    {"truncated", "not-a-frame", "bad-version", "bad-type", "bad-length", "bad-flags"}
+    {
+        "truncated",
+        "not-a-frame",
+        "bad-version",
+        "bad-checksum",
+        "bad-type",
+        "bad-length",
+        "bad-flags",
+    }
 )
 
+#: Each frame's bytes before its CRC-32 trailer, written out from the layout table;
+#: the trailer is computed by zlib (an implementation independent of ours).
 GOLDEN: list[tuple[Frame, str]] = [
     (Hello(nonce=0x0102030405060708), "f9 01 01  01 02 03 04 05 06 07 08"),
     (Hello(nonce=0), "f9 01 01  00 00 00 00 00 00 00 00"),
     (
-        Welcome(nonce=1, session=U64_MAX),
-        "f9 01 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff",
+        Welcome(nonce=1, session=U64_MAX, expiry_ms=60_000),
+        "f9 01 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
     ),
     (
         Data(session=42, pn=0, seq=0, flags=0, payload=b""),
@@ -94,7 +107,11 @@ GOLDEN: list[tuple[Frame, str]] = [
         Bye(session=0xDEADBEEF, pn=9, next=0x0102),
         "f9 01 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
     ),
-    (Reset(session=0x8000000000000000), "f9 01 06  80 00 00 00 00 00 00 00"),
+    (Reset(session=0x8000000000000000), "f9 01 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
+    (
+        Reset(session=7, next=0x01020304, known=True),
+        "f9 01 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
+    ),
 ]
 
 #: At least this many examples; a profile asking for more (``fuzz``) wins.
@@ -123,20 +140,41 @@ def _reason(data: bytes) -> str:
 
 
 def _frame_bytes(code: int, body_size: int) -> bytes:
-    return bytes([MAGIC, VERSION, code]) + bytes(body_size)
+    return sealed(bytes([MAGIC, VERSION, code]) + bytes(body_size))
 
 
 # -- golden vectors ------------------------------------------------------------
 
 
+def with_crc(hex_bytes: str) -> bytes:
+    data = bytes.fromhex(hex_bytes)
+    return data + zlib.crc32(data).to_bytes(4, "big")
+
+
 @pytest.mark.parametrize(("frame", "hex_bytes"), GOLDEN)
 def test_golden_encode(frame: Frame, hex_bytes: str) -> None:
-    assert encode_frame(frame) == bytes.fromhex(hex_bytes)
+    assert encode_frame(frame) == with_crc(hex_bytes)
 
 
 @pytest.mark.parametrize(("frame", "hex_bytes"), GOLDEN)
 def test_golden_decode(frame: Frame, hex_bytes: str) -> None:
-    assert decode_frame_untrusted(bytes.fromhex(hex_bytes)) == frame
+    assert decode_frame_untrusted(with_crc(hex_bytes)) == frame
+
+
+def test_a_known_crc_vector() -> None:
+    # CRC-32 of b"123456789" is 0xCBF43926 (the standard check value).
+    assert zlib.crc32(b"123456789") == 0xCBF43926
+
+
+@pytest.mark.parametrize(("frame", "hex_bytes"), GOLDEN)
+def test_any_single_bit_flip_is_caught(frame: Frame, hex_bytes: str) -> None:
+    data = with_crc(hex_bytes)
+    for bit in range(3 * 8, len(data) * 8):  # past the header, which has its own checks
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(RemoteProtocolError) as caught:
+            decode_frame_untrusted(bytes(flipped))
+        assert caught.value.reason == "bad-checksum"
 
 
 def test_golden_table_covers_every_frame_type_and_flag() -> None:
@@ -147,7 +185,7 @@ def test_golden_table_covers_every_frame_type_and_flag() -> None:
 
 
 def test_layout_constants() -> None:
-    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 1, 3, 20, 64)
+    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 1, 3, 24, 64)
     assert (FLAG_MORE, FLAG_KEEPALIVE) == (0x01, 0x02)
 
 
@@ -158,11 +196,11 @@ u64 = st.integers(min_value=0, max_value=U64_MAX)
 known_flags = st.sampled_from([0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE])
 frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Hello, u64),
-    st.builds(Welcome, u64, u64),
+    st.builds(Welcome, u64, u64, u32),
     st.builds(Data, u64, u32, u32, known_flags, st.binary(max_size=64)),
     st.builds(Ack, u64, u32, u32, u64),
     st.builds(Bye, u64, u32, u32),
-    st.builds(Reset, u64),
+    st.builds(Reset, u64, u32, st.booleans()),
 )
 
 
@@ -191,8 +229,8 @@ def test_unknown_flags_cannot_be_encoded(flags: int) -> None:
     [
         Hello(-1),
         Hello(2**64),
-        Welcome(2**64, 0),
-        Welcome(0, -1),
+        Welcome(2**64, 0, 60_000),
+        Welcome(0, -1, 60_000),
         Data(2**64, 0, 0, 0, b"x"),
         Data(0, 2**32, 0, 0, b""),
         Data(0, 0, -1, 0, b""),
@@ -248,17 +286,22 @@ def test_mutated_frames_decode_or_remote_error(data: bytes) -> None:
 
 
 @given(
-    st.sampled_from([Hello(1), Welcome(1, 2), Ack(1, 2, 3, 4), Bye(3, 4, 5), Reset(4)]),
+    st.sampled_from([Hello(1), Welcome(1, 2, 60_000), Ack(1, 2, 3, 4), Bye(3, 4, 5), Reset(4)]),
     st.binary(min_size=1),
 )
 def test_fixed_body_frames_reject_any_extra_byte(frame: Frame, extra: bytes) -> None:
-    assert _reason(encode_frame(frame) + extra) == "bad-length"
+    assert _reason(sealed(encode_frame(frame)[:-4] + extra)) == "bad-length"
 
 
 @given(st.binary(max_size=32))
 def test_data_takes_any_trailing_bytes_as_payload(extra: bytes) -> None:
-    frame = decode_frame_untrusted(encode_frame(Data(1, 2, 3, 0, b"")) + extra)
+    frame = decode_frame_untrusted(sealed(encode_frame(Data(1, 2, 3, 0, b""))[:-4] + extra))
     assert frame == Data(1, 2, 3, 0, extra)
+
+
+@given(st.binary(max_size=32))
+def test_any_tail_change_fails_the_checksum(extra: bytes) -> None:
+    assert _reason(encode_frame(Data(1, 2, 3, 0, b"")) + extra + b"!") == "bad-checksum"
 
 
 # -- specific bad input --------------------------------------------------------------
@@ -285,7 +328,7 @@ def test_truncated_data(body_size: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "good_size"), [(0x01, 8), (0x02, 16), (0x04, 24), (0x05, 12), (0x06, 8)]
+    ("code", "good_size"), [(0x01, 8), (0x02, 20), (0x04, 24), (0x05, 16), (0x06, 13)]
 )
 @pytest.mark.parametrize("delta", [-8, -1, 1, 8])
 def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
@@ -294,12 +337,16 @@ def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
 
 @pytest.mark.parametrize("flags", [0x04, 0x08, 0x10, 0x80, 0x05, 0xFF])
 def test_unknown_data_flags(flags: int) -> None:
-    data = _frame_bytes(0x03, 16) + bytes([flags]) + b"payload"
+    data = sealed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + bytes([flags]) + b"payload")
     assert _reason(data) == "bad-flags"
 
 
+def test_reset_flag_other_than_0_or_1() -> None:
+    assert _reason(sealed(bytes([MAGIC, VERSION, 0x06]) + bytes(12) + b"\x02")) == "bad-flags"
+
+
 def test_not_a_frame() -> None:
-    assert _reason(b"hello") == "not-a-frame"
+    assert _reason(b"hello, world") == "not-a-frame"
 
 
 # -- magic byte ------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class ClientCore(Endpoint):
         self._hello_interval = 0.0
         self._silent_since = 0.0
         self._reported = False  # told the user the server is silent or refused
+        self._keepalive = self.config.keepalive_after
 
     # -- inputs -------------------------------------------------------------
 
@@ -106,8 +107,10 @@ class ClientCore(Endpoint):
                 self._emit(MessageReceived(addr, line, plain=True))
             return
         match self._decode(data):
-            case Welcome(nonce=nonce, session=session_id):
+            case Welcome(nonce=nonce, session=session_id, expiry_ms=expiry_ms):
                 if self.state == "connecting" and nonce == self._nonce:
+                    # Keep alive well within the server's expiry, whatever ours says.
+                    self._keepalive = min(self.config.keepalive_after, max(expiry_ms / 4000, 0.5))
                     self._welcomed(session_id, now)
                 else:
                     self._drop("stale-welcome")
@@ -116,9 +119,9 @@ class ClientCore(Endpoint):
                     self._receive_session_frame(self._session, frame, now)
                 else:
                     self._drop("unknown-session")
-            case Reset(session=session_id):
+            case Reset(session=session_id, next=next_seq, known=known):
                 if self._session is not None and session_id == self._session.id:
-                    self._lost_session(now)
+                    self._lost_session(next_seq if known else None, now)
                 else:
                     self._drop("unknown-session")
             case Hello() | Bye():
@@ -179,7 +182,7 @@ class ClientCore(Endpoint):
             return None
         deadline = session.sender.deadline()
         if deadline is None:
-            return session.last_sent + self.config.keepalive_after
+            return session.last_sent + self._keepalive
         silent_at = self._silent_deadline(session)
         return deadline if silent_at is None else min(deadline, silent_at)
 
@@ -209,7 +212,7 @@ class ClientCore(Endpoint):
             self._reported = True
             since = silent_at - self.config.server_silent_after
             self._emit(ServerSilent(self.server, now - since))
-        if session.sender.in_flight == 0 and now >= session.last_sent + self.config.keepalive_after:
+        if session.sender.in_flight == 0 and now >= session.last_sent + self._keepalive:
             session.sender.keepalive()
 
     # -- internals ----------------------------------------------------------
@@ -251,9 +254,18 @@ class ClientCore(Endpoint):
             self._reported = False
             self._emit(ServerAnswered(self.server))
 
-    def _lost_session(self, now: float) -> None:
-        """The server restarted: what it never acknowledged goes out again on a new session."""
+    def _lost_session(self, next_seq: int | None, now: float) -> None:
+        """The server ended our session, or restarted: resend what it did not receive.
+
+        If it remembers the session, it says what arrived (``next_seq``): exactly
+        once. After a restart nothing is known, so everything unacknowledged goes
+        again; a message shown just before the crash whose ack was lost is shown
+        twice (at least once, never lost).
+        """
         assert self._session is not None
+        if next_seq is not None:
+            for message in self._session.sender.on_ack(next_seq, 0, now) or []:
+                self._emit(MessageDelivered(message.text))
         unacked = [message.text for message in self._session.sender.unacknowledged()]
         self._queue.extendleft(reversed(unacked))
         while len(self._queue) > self.config.max_queued_messages:

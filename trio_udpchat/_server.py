@@ -52,10 +52,16 @@ class ServerCore(Endpoint):
         self._clients: OrderedDict[int, _Client] = OrderedDict()  # least recently heard first
         self._by_addr: dict[Address, int] = {}
         self._plain: OrderedDict[Address, PlainStyle] = OrderedDict()
+        #: Recently ended sessions: id -> (the receiver's next seq, when it ended).
+        self._ended: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._dirty: set[int] = set()  # sessions that may have something to send
         self._busy: set[int] = set()  # sessions with packets in flight (they have timers)
         self._last_speaker: int | Address | None = None  # session id, or a plain address
         self._last_address: Address | None = None
+
+    @property
+    def _expiry_ms(self) -> int:
+        return min(round(self.config.session_expiry * 1000), 2**32 - 1)
 
     @property
     def peer_count(self) -> int:
@@ -84,7 +90,7 @@ class ServerCore(Endpoint):
                     self._drop("unknown-session")
                     if not isinstance(frame, Bye):
                         # No larger than what triggered it: cannot amplify.
-                        self._send_frame(Reset(frame.session), addr)
+                        self._send_frame(self._reset_for(frame.session, now), addr)
                     return
                 self._receive_session_frame(client, frame, addr, now)
             case Welcome() | Reset():
@@ -144,11 +150,12 @@ class ServerCore(Endpoint):
             oldest = next(iter(self._clients.values()))
             if oldest.session.last_heard + self.config.session_expiry > now:
                 break
-            self._end(oldest, "timed out", "the client timed out")
+            self._end(oldest, "timed out", "the client timed out", now)
         for session_id in list(self._busy):
             session = self._clients[session_id].session
             if session.sender.failed(now):
-                self._end(self._clients[session_id], "not answering", "no acknowledgement")
+                client = self._clients[session_id]
+                self._end(client, "not answering", "no acknowledgement", now)
             else:
                 self._dirty.add(session_id)
 
@@ -190,10 +197,10 @@ class ServerCore(Endpoint):
         known = None if known_id is None else self._clients[known_id]
         if known is not None and known.nonce == nonce:
             # A retransmitted hello: our welcome was lost, so send the same one again.
-            self._send_frame(Welcome(nonce, known.session.id), addr)
+            self._send_frame(Welcome(nonce, known.session.id, self._expiry_ms), addr)
             return
         if known is not None:
-            self._end(known, "reconnected", "the client reconnected")
+            self._end(known, "reconnected", "the client reconnected", now)
         session_id = self._randbits(64)
         while session_id in self._clients:
             session_id = self._randbits(64)
@@ -203,9 +210,10 @@ class ServerCore(Endpoint):
         self._by_addr[addr] = session_id
         if len(self._clients) > self.config.max_peers:
             self.stats["peers_evicted"] += 1
-            self._end(next(iter(self._clients.values())), "timed out", "the client was evicted")
+            oldest = next(iter(self._clients.values()))
+            self._end(oldest, "timed out", "the client was evicted", now)
         self._emit(PeerJoined(addr))
-        self._send_frame(Welcome(nonce, session_id), addr)
+        self._send_frame(Welcome(nonce, session_id, self._expiry_ms), addr)
 
     def _receive_session_frame(
         self, client: _Client, frame: Data | Ack | Bye, addr: Address, now: float
@@ -222,7 +230,7 @@ class ServerCore(Endpoint):
         for message in arrivals.delivered:
             self._emit(MessageDelivered(message.text))
         if isinstance(frame, Bye):
-            self._end(client, "quit", "the client left before it was acknowledged")
+            self._end(client, "quit", "the client left before it was acknowledged", now)
             return
         self._dirty.add(session.id)
         if arrivals.undecodable:
@@ -252,9 +260,22 @@ class ServerCore(Endpoint):
         else:
             self._send(data, addr)
 
-    def _end(self, client: _Client, why: str, undelivered: str) -> None:
+    def _reset_for(self, session_id: int, now: float) -> Reset:
+        """A Reset that says how far an ended session's receiver got, if we remember."""
+        ended = self._ended.get(session_id)
+        if ended is None or now - ended[1] >= self.config.session_expiry:
+            return Reset(session_id)
+        return Reset(session_id, ended[0] % 2**32, known=True)
+
+    def _end(self, client: _Client, why: str, undelivered: str, now: float) -> None:
         session = client.session
         del self._clients[session.id]
+        # A tombstone: a client still retransmitting into this session learns what
+        # arrived, and resends only the rest (no message shown twice).
+        self._ended[session.id] = (session.receiver.next_seq, now)
+        self._ended.move_to_end(session.id)
+        if len(self._ended) > self.config.max_peers:
+            self._ended.popitem(last=False)
         if self._by_addr.get(session.peer) == session.id:
             del self._by_addr[session.peer]
         self._busy.discard(session.id)

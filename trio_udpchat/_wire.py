@@ -8,19 +8,24 @@ Every frame starts with a three-byte header::
     1       1     VERSION, currently 1; any other version is dropped
     2       1     frame type, below
 
-followed by a body that depends on the type (integers are big-endian; ``pn``
+then a body that depends on the type, and last a CRC-32 (zlib's, u32) of
+everything before it, so a bit flip that slips past UDP's 16-bit checksum is
+dropped rather than believed. Integers are big-endian; ``pn``
 is the sender's packet number, one per datagram, strictly increasing; ``seq``
 numbers the reliable packets of a session; both are sent modulo 2**32)::
 
     type     code  body                                       meaning
     Hello    0x01  nonce u64                                  client asks for a session
-    Welcome  0x02  nonce u64, session u64                     server grants one (echoes nonce)
+    Welcome  0x02  nonce u64, session u64, expiry_ms u32      server grants one (echoes nonce);
+                                                              it forgets sessions silent this long
     Data     0x03  session u64, pn u32, seq u32, flags u8,    one reliable packet: a message
                    payload (rest)                             or a fragment of one
     Ack      0x04  session u64, pn u32, next u32, bitmap u64  every seq below ``next`` arrived,
                                                               and ``next + 1 + i`` per set bit i
     Bye      0x05  session u64, pn u32, next u32              client leaves; ``next`` acks as in Ack
-    Reset    0x06  session u64                                server: I hold no such session
+    Reset    0x06  session u64, next u32, known u8            server: I hold no such session;
+                                                              if known == 1 it ended, and every
+                                                              seq below ``next`` had arrived
 
 Data flags: bit 0 MORE (more fragments of this message follow), bit 1
 KEEPALIVE (an empty packet that only asks for an ack). Other bits must be 0.
@@ -31,6 +36,7 @@ A datagram whose first byte is not MAGIC is plain text (see ``_plaintext``).
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
@@ -45,15 +51,16 @@ _KNOWN_FLAGS: Final = FLAG_MORE | FLAG_KEEPALIVE
 
 _HEADER: Final = struct.Struct("!BBB")
 _HELLO: Final = struct.Struct("!Q")
-_WELCOME: Final = struct.Struct("!QQ")
+_WELCOME: Final = struct.Struct("!QQI")
 _DATA: Final = struct.Struct("!QIIB")
 _ACK: Final = struct.Struct("!QIIQ")
 _BYE: Final = struct.Struct("!QII")
-_RESET: Final = struct.Struct("!Q")
+_RESET: Final = struct.Struct("!QIB")
+_CRC: Final = struct.Struct("!I")
 
 HEADER_SIZE: Final = _HEADER.size
-#: Bytes a Data frame spends before its payload starts.
-DATA_OVERHEAD: Final = _HEADER.size + _DATA.size
+#: Bytes a Data frame spends besides its payload.
+DATA_OVERHEAD: Final = _HEADER.size + _DATA.size + _CRC.size
 #: Bits in the Ack bitmap: how far past ``next`` an ack can report arrivals.
 ACK_BITS: Final = 64
 
@@ -70,10 +77,12 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Server to client: your hello with ``nonce`` now owns session ``session``."""
+    """Server to client: your hello with ``nonce`` now owns session ``session``; the
+    server forgets a session silent for ``expiry_ms`` milliseconds."""
 
     nonce: int
     session: int
+    expiry_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +118,13 @@ class Bye:
 
 @dataclass(frozen=True, slots=True)
 class Reset:
-    """Server to client: I hold no session ``session`` (I restarted, or it expired)."""
+    """Server to client: I hold no session ``session``. If ``known``, it ended here
+    recently and every packet below ``next`` had arrived; otherwise (a restart)
+    nothing is known of it."""
 
     session: int
+    next: int = 0
+    known: bool = False
 
 
 Frame: TypeAlias = Hello | Welcome | Data | Ack | Bye | Reset
@@ -148,19 +161,21 @@ def encode_frame(frame: Frame) -> bytes:
     header = _HEADER.pack(MAGIC, VERSION, _CODES[type(frame)])
     match frame:
         case Hello(nonce=nonce):
-            return header + _pack(_HELLO, nonce)
-        case Welcome(nonce=nonce, session=session):
-            return header + _pack(_WELCOME, nonce, session)
+            body = _pack(_HELLO, nonce)
+        case Welcome(nonce=nonce, session=session, expiry_ms=expiry_ms):
+            body = _pack(_WELCOME, nonce, session, expiry_ms)
         case Data(session=session, pn=pn, seq=seq, flags=flags, payload=payload):
             if flags & ~_KNOWN_FLAGS:
                 raise LocalProtocolError(f"unknown data flags {flags:#04x}")
-            return header + _pack(_DATA, session, pn, seq, flags) + payload
+            body = _pack(_DATA, session, pn, seq, flags) + payload
         case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap):
-            return header + _pack(_ACK, session, pn, next_seq, bitmap)
+            body = _pack(_ACK, session, pn, next_seq, bitmap)
         case Bye(session=session, pn=pn, next=next_seq):
-            return header + _pack(_BYE, session, pn, next_seq)
-        case Reset(session=session):
-            return header + _pack(_RESET, session)
+            body = _pack(_BYE, session, pn, next_seq)
+        case Reset(session=session, next=next_seq, known=known):
+            body = _pack(_RESET, session, next_seq, int(known))
+    data = header + body
+    return data + _CRC.pack(zlib.crc32(data))
 
 
 def _fixed(name: str, body: bytes, layout: struct.Struct) -> tuple[int, ...]:
@@ -186,14 +201,17 @@ def decode_frame_untrusted(data: bytes) -> Frame:
     Raises :class:`RemoteProtocolError` (and nothing else) if ``data`` is not a
     valid frame of our version; its ``reason`` says why, for counting.
     """
-    if len(data) < _HEADER.size:
+    if len(data) < _HEADER.size + _CRC.size:
         raise RemoteProtocolError(f"frame of {len(data)} bytes is truncated", reason="truncated")
     magic, version, code = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise RemoteProtocolError(f"first byte {magic:#04x} is not a frame", reason="not-a-frame")
     if version != VERSION:
         raise RemoteProtocolError(f"frame version {version} is not {VERSION}", reason="bad-version")
-    body = data[_HEADER.size :]
+    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if zlib.crc32(memoryview(data)[: -_CRC.size]) != crc:
+        raise RemoteProtocolError("frame checksum does not match", reason="bad-checksum")
+    body = data[_HEADER.size : -_CRC.size]
     if code == 0x03:  # the common case first
         return _decode_data(body)
     if code == 0x04:
@@ -205,5 +223,8 @@ def decode_frame_untrusted(data: bytes) -> Frame:
     if code == 0x05:
         return Bye(*_fixed("bye", body, _BYE))
     if code == 0x06:
-        return Reset(*_fixed("reset", body, _RESET))
+        session, next_seq, known = _fixed("reset", body, _RESET)
+        if known > 1:
+            raise RemoteProtocolError(f"reset flag {known} is not 0 or 1", reason="bad-flags")
+        return Reset(session, next_seq, bool(known))
     raise RemoteProtocolError(f"unknown frame type {code:#04x}", reason="bad-type")
