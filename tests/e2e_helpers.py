@@ -353,9 +353,9 @@ class Launcher(contextlib.ExitStack):
         """A client of the server at ``host`` and ``port``."""
         return self.start("client", "--host", host, "--port", str(port), *args)
 
-    def chatting(self, host: str = LOCALHOST) -> tuple[Program, Program, int]:
+    def chatting(self, host: str = LOCALHOST, *server_args: str) -> tuple[Program, Program, int]:
         """A server and a client that has said ``Hello, server!``; also the client's port."""
-        server, port = self.server(host=host)
+        server, port = self.server(*server_args, host=host)
         client = self.client(port, host=host)
         return server, client, say(client, server, "Hello, server!", host)
 

@@ -106,7 +106,8 @@ SCRIPTED = 2000
 
 @pytest.mark.parametrize("sender", ["client", "server"])
 def test_piped_lines_are_paced_not_dropped(launcher: Launcher, sender: str) -> None:
-    server, client, client_port = launcher.chatting()
+    # A script on a trusted LAN turns the room's rate limit off.
+    server, client, client_port = launcher.chatting(LOCALHOST, "--rate-limit", "0")
     texts = [f"line {i}" for i in range(SCRIPTED)]
     source, sink = (client, server) if sender == "client" else (server, client)
     source.write("".join(text + "\n" for text in texts).encode())
@@ -120,16 +121,37 @@ def test_piped_lines_are_paced_not_dropped(launcher: Launcher, sender: str) -> N
     assert [sink.read_line() for _ in texts] == expected
 
 
-def test_reply_goes_to_whoever_spoke_last(launcher: Launcher) -> None:
+ROOM_LINE = re.compile(r"\[\d\d:\d\d\] (?P<rest>.*)")
+
+
+def room_line(line: str) -> str:
+    """A room line without its ``[HH:MM]`` time."""
+    match = ROOM_LINE.fullmatch(line)
+    assert match is not None, f"not a room line: {line!r}"
+    return match["rest"]
+
+
+def test_with_two_clients_the_operator_still_answers_whoever_spoke_last(
+    launcher: Launcher,
+) -> None:
     server, port = launcher.server()
-    first, second = launcher.client(port), launcher.client(port)
-    say(first, server, "I am first")
-    say(second, server, "I am second")
+    first = launcher.client(port, "--nick", "first")
+    say(first, server, "I am first")  # one member: still the classic line
+    second = launcher.client(port, "--nick", "second")
+    assert server.read_line() == "--> second joined"
+    assert first.read_line() == "--> second joined"
+    assert room_line(second.read_line()) == "(history) <first> I am first"
+    second.write_line("I am second")
+    assert room_line(server.read_line()) == "<second> I am second"
+    assert room_line(first.read_line()) == "<second> I am second"
     reply(server, second, "to second")
-    say(first, server, "first again")
+    first.write_line("first again")
+    assert room_line(server.read_line()) == "<first> first again"
+    assert room_line(second.read_line()) == "<first> first again"
     reply(server, first, "to first")
-    assert first.eof().stdout_lines == [server_replied("to first")]
-    assert second.eof().stdout_lines == [server_replied("to second")]
+    first.eof().assert_clean(within=SHUTDOWN_LIMIT)
+    assert server.read_line() == "<-- first left (quit)"
+    assert second.eof().stdout_lines[-1] == "<-- first left (quit)"
 
 
 def test_client_survives_a_server_restart(launcher: Launcher) -> None:
@@ -251,7 +273,7 @@ def _garbage() -> list[bytes]:
 
 
 def test_garbage_does_not_stop_the_server(launcher: Launcher) -> None:
-    server, port = launcher.server()
+    server, port = launcher.server("--rate-limit", "0")  # the markers come fast
     garbage = _garbage()
     with udp_socket() as peer:
         # In batches, each followed by a marker the server must show: a burst
@@ -262,9 +284,13 @@ def test_garbage_does_not_stop_the_server(launcher: Launcher) -> None:
             marker = f"survived {batch}"
             peer.sendto(marker.encode(), (LOCALHOST, port))
             server.wait_for_line(f"says {marker!r}")
-    client = launcher.client(port)
-    say(client, server, HELLO_SERVER)
-    reply(server, client, HELLO_CLIENT)
+    # The marker peer is a member of the room, so a second member makes it a room.
+    client = launcher.client(port, "--nick", "after")
+    assert server.read_line() == "--> after joined"
+    client.write_line(HELLO_SERVER)
+    assert room_line(server.read_line()) == f"<after> {HELLO_SERVER}"
+    server.write_line(HELLO_CLIENT)
+    client.wait_for_line(server_replied(HELLO_CLIENT))  # after the markers, as history
     server.eof().assert_clean(within=SHUTDOWN_LIMIT)
 
 

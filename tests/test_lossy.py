@@ -12,6 +12,7 @@ from tests.lossy_relay import Impairment, LossyRelay
 from tests.test_run import running, start_client, start_server
 from trio_udpchat import (
     Address,
+    Config,
     MessageDelivered,
     MessageReceived,
     NotDelivered,
@@ -41,8 +42,9 @@ async def test_200_messages_each_way_arrive_once_in_order_over_a_rough_link(
 ) -> None:
     sent = [f"message {i}" for i in range(200)]
     replies = [f"reply {i}" for i in range(50)]
+    unlimited = ServerCore(Config(rate_limit=0))  # a burst of 200: no "slow down"
     async with running(600) as nursery:
-        server, address = await start_server(nursery)
+        server, address = await start_server(nursery, core=unlimited)
         relay, front = await start_relay(nursery, address, ROUGH)
         client = await start_client(nursery, front)
         client.enter(*sent)

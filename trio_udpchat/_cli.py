@@ -7,6 +7,7 @@ bad usage. Expected failures never print a traceback.
 from __future__ import annotations
 
 import argparse
+import getpass
 import io
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import NoReturn
 import trio
 
 from ._config import Config
+from ._names import name_problem
 from ._run import run_client, run_server, run_until_signalled
 from ._terminal import StdioTerminal
 from ._udp import StartupError
@@ -50,6 +52,42 @@ def _seconds(text: str) -> float:
     if not 0 < seconds < 86400:
         raise argparse.ArgumentTypeError(f"{text!r} seconds is out of range (0-86400)")
     return seconds
+
+
+def _count(text: str) -> int:
+    try:
+        count = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not 1 <= count <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (1-1000000)")
+    return count
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}") from None
+    if not 0 <= rate <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 disables the limit)")
+    return rate
+
+
+def _name(text: str) -> str:
+    problem = name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
+def _login_name() -> str:
+    """The user's login name, if it makes a valid room name (else the server picks)."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no user database entry, no LOGNAME
+        return ""
+    return login if name_problem(login) is None else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="confirm each message once the other side has acknowledged it",
         )
+    server.add_argument(
+        "--name",
+        type=_name,
+        default="server",
+        help="your name in the room, as the operator (default: %(default)s)",
+    )
+    server.add_argument(
+        "--max-clients",
+        type=_count,
+        default=defaults.max_clients,
+        metavar="N",
+        help="members the room holds (default: %(default)s)",
+    )
+    server.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=defaults.rate_limit,
+        metavar="N",
+        help="messages a second a member may send, in bursts of twice that; 0: no limit"
+        " (default: %(default)s)",
+    )
+    client.add_argument(
+        "--nick",
+        type=_name,
+        default=_login_name(),
+        metavar="NAME",
+        help="your name in the room (default: your login name)",
+    )
     server.add_argument(
         "--session-timeout",
         type=_seconds,
@@ -133,13 +199,27 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     terminal = StdioTerminal(args.command, receipts=args.receipts)
     if args.command == "server":
-        config = replace(Config(), session_expiry=args.session_timeout)
+        config = replace(
+            Config(),
+            session_expiry=args.session_timeout,
+            max_clients=args.max_clients,
+            rate_limit=args.rate_limit,
+            rate_burst=max(1, round(2 * args.rate_limit)),
+        )
         run = partial(
-            run_server, terminal, args.host, args.port, config, operator=not args.no_input
+            run_server,
+            terminal,
+            args.host,
+            args.port,
+            config,
+            operator=not args.no_input,
+            name=args.name,
         )
     else:
         config = replace(Config(), keepalive_after=args.keepalive)
-        run = partial(run_client, terminal, args.host, args.port, config, plain=args.plain)
+        run = partial(
+            run_client, terminal, args.host, args.port, config, plain=args.plain, name=args.nick
+        )
     status = 0
     try:
         trio.run(run_until_signalled, run)

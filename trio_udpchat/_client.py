@@ -15,22 +15,42 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from ._chat import (
+    ClientMessage,
+    Join,
+    Named,
+    Presence,
+    Refused,
+    RefusedWhy,
+    Rename,
+    Roster,
+    Said,
+    SaidKind,
+    Say,
+    decode_chat_untrusted,
+    encode_chat,
+)
 from ._config import Config
 from ._endpoint import Endpoint
-from ._errors import LocalProtocolError
+from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     Address,
-    MessageDelivered,
     MessageReceived,
     MessageTooLong,
+    NameAssigned,
     NotDelivered,
+    PresenceNoticed,
+    RequestRefused,
+    RoomMessage,
     ServerAnswered,
     ServerRefused,
     ServerSilent,
     SessionLost,
     SessionStarted,
+    WhoListed,
 )
 from ._plaintext import PlainStyle, split_plaintext
+from ._room import KINDS, PRESENCE
 from ._session import Session
 from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
 
@@ -49,18 +69,27 @@ class ClientCore(Endpoint):
         config: Config | None = None,
         *,
         plain: bool = False,
+        name: str = "",
         randbits: Callable[[int], int] = secrets.randbits,
     ) -> None:
         super().__init__(config or Config())
         self.server = server
         self.plain = plain
+        #: Our name in the room: asked for on every (re)join, updated when the server
+        #: names us. Empty: the server names us by our address.
+        self.name = name
+        #: What the room calls us now (it may differ from ``name``, if that was taken).
+        self.current_name = ""
+        #: Set when the server turned us away for good (the room is full): why.
+        self.refusal: str | None = None
+        self._renaming = False
         self._randbits = randbits
         self.state: State = "connected" if plain else "idle"
         self._style = PlainStyle()
         self._session: Session | None = None
         self._had_session = False
         self._nonce = 0
-        self._queue: deque[str] = deque()  # typed while we have no session
+        self._queue: deque[tuple[str, bytes]] = deque()  # (text, payload) without a session
         # Hello schedule while connecting.
         self._hello_at = 0.0
         self._hello_interval = 0.0
@@ -76,22 +105,34 @@ class ClientCore(Endpoint):
             self._begin_connecting(now)
 
     def send_text(self, text: str, now: float) -> None:
-        """Send ``text`` to the server, or queue it until we have a session."""
-        if self.state == "closed":
-            raise LocalProtocolError("send_text() after close()")
+        """Say ``text`` to the room, or queue it until we have a session."""
         if self.plain:
+            if self.state == "closed":
+                raise LocalProtocolError("send_text() after close()")
             self._send_plain(text)
             return
-        payload = self._utf8(text)
-        if len(payload) > self.config.max_message:
-            self._emit(MessageTooLong(text, len(payload), self.config.max_message))
-        elif self._session is not None:
+        self.send(Say(text), text, now)
+
+    def send(self, message: ClientMessage, text: str, now: float) -> None:
+        """Send a chat message (``text``: the line typed, for reports)."""
+        if self.state == "closed":
+            raise LocalProtocolError("send() after close()")
+        if self.plain:
+            raise LocalProtocolError("a plain-text client sends only text")
+        size = len(self._utf8(text))
+        if size > self.config.max_message:
+            self._emit(MessageTooLong(text, size, self.config.max_message))
+            return
+        if isinstance(message, Rename):
+            self._renaming = True
+        payload = encode_chat(message)
+        if self._session is not None:
             if self._session.send(text, payload) is None:
                 self._emit(NotDelivered(text, "the send queue is full"))
         elif len(self._queue) >= self.config.max_queued_messages:
             self._emit(NotDelivered(text, "the send queue is full"))
         else:
-            self._queue.append(text)
+            self._queue.append((text, payload))
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         """Take in one datagram; only the server's are considered."""
@@ -142,9 +183,10 @@ class ClientCore(Endpoint):
         if self._session is not None:
             self._send(self._session.bye(), self.server)
             for message in self._session.sender.unacknowledged():
-                self._emit(NotDelivered(message.text, "not acknowledged before exit"))
+                if message.text is not None:
+                    self._emit(NotDelivered(message.text, "not acknowledged before exit"))
             self._session = None
-        for text in self._queue:
+        for text, _ in self._queue:
             self._emit(NotDelivered(text, "the server never answered"))
         self._queue.clear()
         self.state = "closed"
@@ -152,7 +194,7 @@ class ClientCore(Endpoint):
     def pending(self) -> list[str]:
         """Texts typed but not yet acknowledged by the server, oldest first."""
         sent = [] if self._session is None else self._session.sender.unacknowledged()
-        return [message.text for message in sent] + list(self._queue)
+        return [m.text for m in sent if m.text is not None] + [text for text, _ in self._queue]
 
     def has_pending(self) -> bool:
         """Whether anything typed still waits for a session or an acknowledgement."""
@@ -203,7 +245,8 @@ class ClientCore(Endpoint):
             return
         if session.sender.failed(now):
             for message in session.sender.unacknowledged():
-                self._emit(NotDelivered(message.text, "the server did not acknowledge it"))
+                if message.text is not None:
+                    self._emit(NotDelivered(message.text, "the server did not acknowledge it"))
             self._session = None
             self._begin_connecting(now)
             return
@@ -240,14 +283,43 @@ class ClientCore(Endpoint):
     def _receive_session_frame(self, session: Session, frame: Data | Ack, now: float) -> None:
         arrivals = session.accept(frame, self.server, now)
         self._answered()
-        for message in arrivals.delivered:
-            self._emit(MessageDelivered(message.text))
-        if arrivals.undecodable:
-            self._drop("bad-utf8")
+        self._delivered(arrivals.delivered)
         if arrivals.bad_ack:
             self._drop("bad-ack")
-        for text in arrivals.texts:
-            self._emit(MessageReceived(self.server, text))
+        for payload in arrivals.messages:
+            try:
+                message = decode_chat_untrusted(payload)
+            except RemoteProtocolError as exc:
+                self._drop(exc.reason)
+                continue
+            self._receive_chat(message)
+
+    def _receive_chat(self, message: object) -> None:
+        match message:
+            case Said(kind=SaidKind.REPLY, text=text):
+                self._emit(MessageReceived(self.server, text))
+            case Said(sender=sender, text=text, time=time, kind=kind, history=history):
+                self._emit(RoomMessage(sender, text, time, KINDS[kind], None, history))
+            case Presence(what=what, name=name, detail=detail, time=time):
+                self._emit(PresenceNoticed(PRESENCE[what], name, detail, time))
+            case Roster(entries=entries):
+                self._emit(WhoListed(tuple((e.name, e.idle, e.operator) for e in entries)))
+            case Refused(why=RefusedWhy.ROOM_FULL, text=text):
+                self.refusal = text
+            case Refused(why=why, text=text):
+                if why == RefusedWhy.NAME:
+                    self._renaming = False
+                self._emit(RequestRefused(text))
+            case Named(name=name):
+                # After a /nick the name is ours; after a join that could not have the
+                # name we wanted, we keep asking for it on every rejoin.
+                if self._renaming:
+                    self.name = name
+                    self._emit(NameAssigned(name))
+                self._renaming = False
+                self.current_name = name
+            case _:
+                self._drop("unexpected")
 
     def _answered(self) -> None:
         if self._reported:
@@ -264,12 +336,15 @@ class ClientCore(Endpoint):
         """
         assert self._session is not None
         if next_seq is not None:
-            for message in self._session.sender.on_ack(next_seq, 0, now) or []:
-                self._emit(MessageDelivered(message.text))
-        unacked = [message.text for message in self._session.sender.unacknowledged()]
+            self._delivered(self._session.sender.on_ack(next_seq, 0, now) or [])
+        unacked = [
+            (message.text, message.payload)
+            for message in self._session.sender.unacknowledged()
+            if message.text is not None  # not the old session's join
+        ]
         self._queue.extendleft(reversed(unacked))
         while len(self._queue) > self.config.max_queued_messages:
-            self._emit(NotDelivered(self._queue.pop(), "the send queue is full"))
+            self._emit(NotDelivered(self._queue.pop()[0], "the send queue is full"))
         self._session = None
         self._emit(SessionLost(self.server))
         self._begin_connecting(now)
@@ -293,7 +368,8 @@ class ClientCore(Endpoint):
         self._emit(SessionStarted(self.server, reconnect=self._had_session))
         self._had_session = True
         self._answered()
+        session.send(None, encode_chat(Join(self.name)))
         queued, self._queue = self._queue, deque()
-        for text in queued:
-            if session.send(text, self._utf8(text)) is None:
+        for text, payload in queued:
+            if session.send(text, payload) is None:
                 self._emit(NotDelivered(text, "the send queue is full"))

@@ -19,6 +19,8 @@ class Config:
     max_datagram: int = 1200
     #: Longest message text (UTF-8 bytes); longer ones are split into fragments.
     max_message: int = 65536
+    #: Bytes a chat message may add around its text (names, times; see _chat).
+    message_overhead: int = 1024
 
     #: First hello retransmission delay; it doubles up to ``hello_retry_cap``.
     hello_retry_initial: float = 1.0
@@ -58,6 +60,17 @@ class Config:
     #: Sessions a server holds, and plain-text peers it remembers (each bounded
     #: by this); the least recently heard goes first.
     max_peers: int = 1024
+
+    #: Members of the room (framed clients and plain-text peers together).
+    max_clients: int = 256
+    #: Messages a member may send per second, sustained, and in a burst; 0: no limit.
+    rate_limit: float = 10.0
+    rate_burst: int = 20
+    #: Room messages kept for members who join, by count and by bytes of text.
+    history_count: int = 100
+    history_bytes: int = 65536
+    #: A plain-text peer (it has no session to expire) leaves the room after this.
+    plain_expiry: float = 600.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= min(self.reorder_window, 64):

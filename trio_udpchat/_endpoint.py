@@ -6,7 +6,8 @@ from collections import Counter
 
 from ._config import Config
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._events import Address, Event
+from ._events import Address, Event, MessageDelivered
+from ._reliable import Message
 from ._wire import Frame, decode_frame_untrusted, encode_frame
 
 
@@ -75,6 +76,11 @@ class Endpoint:
             return text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise LocalProtocolError(f"text is not encodable as UTF-8: {exc}") from None
+
+    def _delivered(self, messages: list[Message]) -> None:
+        for message in messages:
+            if message.text is not None:
+                self._emit(MessageDelivered(message.text))
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)

@@ -128,6 +128,53 @@ class SessionLost:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomMessage:
+    """``name`` said ``text`` in the room at wall-clock ``time``.
+
+    ``kind`` is ``"say"``, ``"act"`` (/me) or ``"private"``; ``history`` marks a
+    replay sent on joining; ``address`` is the sender's, when the server knows it.
+    """
+
+    name: str
+    text: str
+    time: float
+    kind: str = "say"
+    address: Address | None = None
+    history: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceNoticed:
+    """``name`` ``"joined"``, ``"left"`` (``detail``: why) or was ``"renamed"`` (to ``detail``)."""
+
+    what: str
+    name: str
+    detail: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class WhoListed:
+    """The answer to /who: ``(name, idle seconds, is the operator)`` for each."""
+
+    entries: tuple[tuple[str, int, bool], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """The server did not do what we asked; ``text`` says why and what to do."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NameAssigned:
+    """Our name in the room is now ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class PendingListed:
     """The answer to /pending: texts not yet acknowledged, oldest first."""
 
@@ -163,6 +210,11 @@ Event: TypeAlias = (
     | ServerRefused
     | ServerAnswered
     | SessionLost
+    | RoomMessage
+    | PresenceNoticed
+    | WhoListed
+    | RequestRefused
+    | NameAssigned
     | PendingListed
     | HelpListed
     | CommandRejected

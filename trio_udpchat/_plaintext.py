@@ -10,6 +10,10 @@ well.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+from ._chat import Presence, PresenceKind, Refused, Said, SaidKind, ServerMessage
+from ._safe import visible
 
 
 def split_plaintext(data: bytes) -> list[str]:
@@ -43,3 +47,36 @@ class PlainStyle:
     def encode(self, text: str) -> bytes:
         """The datagram that carries ``text`` to this peer."""
         return (text + self.ending).encode("utf-8", errors="replace")
+
+
+def clock(time: float) -> str:
+    """``HH:MM`` of a wall-clock ``time``, in the local time zone."""
+    return datetime.fromtimestamp(time).strftime("%H:%M")
+
+
+def plain_line(message: ServerMessage) -> str | None:
+    """The text line a plain-text peer gets for ``message`` (``None``: nothing).
+
+    The operator's reply is the bare text, as the classic server sent it.
+    """
+    match message:
+        case Said(kind=SaidKind.REPLY, text=text):
+            return text
+        case Said(sender=sender, text=text, time=time, kind=kind):
+            who = visible(sender)
+            body = visible(text)
+            if kind == SaidKind.ACT:
+                return f"[{clock(time)}] * {who} {body}"
+            if kind == SaidKind.PRIVATE:
+                return f"[{clock(time)}] *{who}* {body}"
+            return f"[{clock(time)}] <{who}> {body}"
+        case Presence(what=PresenceKind.JOINED, name=name):
+            return f"--> {visible(name)} joined"
+        case Presence(what=PresenceKind.LEFT, name=name, detail=detail):
+            return f"<-- {visible(name)} left" + (f" ({visible(detail)})" if detail else "")
+        case Presence(what=PresenceKind.RENAMED, name=name, detail=detail):
+            return f"--- {visible(name)} is now known as {visible(detail)}"
+        case Refused(text=text):
+            return f"*** {visible(text)}"
+        case _:
+            return None

@@ -35,9 +35,13 @@ def _is_acked(seq: int, next_seq: int, bitmap: int) -> bool:
 
 @dataclass(slots=True, eq=False)
 class Message:
-    """One message on its way out; ``unacked`` counts its packets not yet acknowledged."""
+    """One message on its way out; ``unacked`` counts its packets not yet acknowledged.
 
-    text: str
+    ``text`` is what reports call it (``None``: not worth a report, e.g. a notice).
+    """
+
+    text: str | None
+    payload: bytes
     unacked: int
 
 
@@ -83,13 +87,13 @@ class Sender:
         """Packets waiting for room in the window."""
         return len(self._queue)
 
-    def offer(self, text: str, payload: bytes) -> Message | None:
+    def offer(self, text: str | None, payload: bytes) -> Message | None:
         """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full."""
         size = self._config.max_datagram - DATA_OVERHEAD
         chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
         if len(self._queue) + len(chunks) > self._config.send_queue:
             return None
-        message = Message(text, len(chunks))
+        message = Message(text, payload, len(chunks))
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
             self._queue.append(self._packet(FLAG_MORE if i < last else 0, chunk, message))
@@ -260,7 +264,7 @@ class Receiver:
         if not self._discarding:
             self._assembly.append(payload)
             self._assembly_size += len(payload)
-            if self._assembly_size > self.config.max_message:
+            if self._assembly_size > self.config.max_message + self.config.message_overhead:
                 self.stats["dropped:oversized"] += 1
                 self._discarding = True
         if more:

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
+from ._commands import Role
 from ._events import (
     Address,
     CommandRejected,
@@ -16,18 +17,23 @@ from ._events import (
     MessageDelivered,
     MessageReceived,
     MessageTooLong,
+    NameAssigned,
     NoRecipient,
     NotDelivered,
     PeerLeft,
     PendingListed,
+    PresenceNoticed,
+    RequestRefused,
+    RoomMessage,
     ServerAnswered,
     ServerRefused,
     ServerSilent,
     SessionLost,
     SessionStarted,
+    WhoListed,
 )
-
-Role = Literal["server", "client"]
+from ._plaintext import clock
+from ._safe import visible
 
 SERVER_PROMPT: Final = "Input message to send to client: "
 CLIENT_PROMPT: Final = "Input message to send to server: "
@@ -41,6 +47,30 @@ PROMPTS: Final[dict[Role, str]] = {"server": SERVER_PROMPT, "client": CLIENT_PRO
 def show_address(address: Address) -> tuple[str, int]:
     """``(host, port)``, as the classic demo prints it, for IPv4 and IPv6 alike."""
     return (str(address[0]), int(address[1]))
+
+
+def _said(name: str, text: str, kind: str) -> str:
+    if kind == "act":
+        return f"* {name} {text}"
+    if kind == "private":
+        return f"*{name}* {text}"
+    return f"<{name}> {text}"
+
+
+def _presence(what: str, name: str, detail: str) -> str:
+    if what == "joined":
+        return f"--> {name} joined"
+    if what == "renamed":
+        return f"--- {name} is now known as {detail}"
+    return f"<-- {name} left" + (f" ({detail})" if detail else "")
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
 
 
 def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
@@ -77,8 +107,8 @@ def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
             return f"*** the server at {show_address(server)!r} is answering now"
         case SessionLost(server=server):
             return (
-                f"*** the server at {show_address(server)!r} restarted and forgot this session;"
-                " reconnecting (unacknowledged messages will be sent again)"
+                f"*** the server at {show_address(server)!r} no longer has this session"
+                " (it restarted, or gave up on us); reconnecting, and resending what it missed"
             )
         case SessionStarted(server=server, reconnect=True):
             return f"*** reconnected to the server at {show_address(server)!r}"
@@ -92,9 +122,24 @@ def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
             waiting = ", ".join(repr(text) for text in texts)
             return f"*** {len(texts)} waiting for an acknowledgement: {waiting}"
         case HelpListed(commands=commands):
-            listed = "; ".join(f"/{name}: {what}" for name, what in commands)
+            listed = "; ".join(f"{usage}: {what}" for usage, what in commands)
             return f"*** commands: {listed}; start a line with // to send a '/'"
         case CommandRejected(hint=hint):
             return f"! {hint}"
+        case RoomMessage(name=name, text=text, time=time, kind=kind, history=history):
+            said = _said(visible(name), visible(text), kind)
+            return f"[{clock(time)}] " + ("(history) " if history else "") + said
+        case PresenceNoticed(what=what, name=name, detail=detail):
+            return _presence(what, visible(name), visible(detail))
+        case WhoListed(entries=entries):
+            here = ", ".join(
+                f"{visible(name)} ({'operator, ' if operator else ''}idle {_duration(idle)})"
+                for name, idle, operator in entries
+            )
+            return f"*** {len(entries)} here: {here}"
+        case RequestRefused(text=text):
+            return f"! {visible(text)}"
+        case NameAssigned(name=name):
+            return f"*** you are now known as {visible(name)}"
         case _:
             return None

@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import math
 import signal
+import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 import trio
 
+from ._chat import Quit
 from ._client import ClientCore
-from ._commands import COMMANDS, BadCommand, Say, ShowHelp, ShowPending, parse_line
+from ._commands import (
+    COMMANDS,
+    BadCommand,
+    Command,
+    Leave,
+    Reply,
+    Role,
+    Send,
+    ShowHelp,
+    ShowPending,
+    ShowWho,
+    ToAll,
+    ToOne,
+    parse_line,
+)
 from ._config import Config
 from ._endpoint import Endpoint
 from ._events import Address, CommandRejected, Event, HelpListed, Listening, PendingListed
 from ._server import ServerCore
-from ._udp import open_client_socket, open_server_socket
+from ._udp import StartupError, open_client_socket, open_server_socket
 
 _RECV_SIZE = 65536  # any UDP datagram fits; plain-text peers may send large ones
 
@@ -106,11 +123,13 @@ class _Driver:
 
     async def input_loop(
         self,
-        say: Callable[[str, float], None],
+        role: Role,
+        act: Callable[[Command, float], bool],
         pending: Callable[[], list[str]],
         has_room: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Read lines until EOF: text goes to ``say``, commands are answered here.
+        """Read lines until EOF (or ``act`` returns False): ``act`` does what each
+        means; /pending, /help and bad commands are answered here.
 
         Scripted input waits while ``has_room()`` is false (backpressure), so a
         pipe of any length is sent without overflowing a queue.
@@ -122,15 +141,18 @@ class _Driver:
             line = await self._terminal.read_line()
             if line is None:
                 return
-            match parse_line(line):
-                case Say(text=text):
-                    say(text, trio.current_time())
+            match parse_line(line, role):
                 case ShowPending():
                     self._terminal.show(PendingListed(tuple(pending())))
                 case ShowHelp():
-                    self._terminal.show(HelpListed(tuple(COMMANDS.items())))
+                    listed = tuple(COMMANDS[role].values())
+                    self._terminal.show(HelpListed(listed))
                 case BadCommand(hint=hint):
                     self._terminal.show(CommandRejected(hint))
+                case command:
+                    if not act(command, trio.current_time()):
+                        await self.flush()
+                        return
             await self.flush()
 
     async def timer_task(self) -> None:
@@ -150,6 +172,7 @@ async def run_server(
     config: Config | None = None,
     *,
     operator: bool = True,
+    name: str = "server",
     core: ServerCore | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -159,7 +182,9 @@ async def run_server(
     no input is read and only cancellation stops the server.
     ``task_status.started`` receives the bound address (useful with port 0).
     """
-    core = core or ServerCore(config)
+    if core is None:
+        wall_offset = time.time() - trio.current_time()
+        core = ServerCore(config, name=name, wall_offset=wall_offset)
     with await open_server_socket(host, port) as sock:
         address = sock.getsockname()
         terminal.show(Listening(address))
@@ -170,7 +195,7 @@ async def run_server(
             task_status.started(address)
             if not operator:
                 await trio.sleep_forever()
-            await driver.input_loop(core.reply, core.pending, core.has_room)
+            await driver.input_loop("server", partial(_operate, core), core.pending, core.has_room)
             nursery.cancel_scope.cancel()
 
 
@@ -181,6 +206,7 @@ async def run_client(
     config: Config | None = None,
     *,
     plain: bool = False,
+    name: str = "",
     task_status: trio.TaskStatus[ClientCore] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Talk to the server at ``host``/``port`` until EOF or cancellation.
@@ -194,7 +220,7 @@ async def run_client(
     config = config or Config()
     sock, server = await open_client_socket(host, port)
     with sock:
-        core = ClientCore(server, config, plain=plain)
+        core = ClientCore(server, config, plain=plain, name=name)
         driver = _Driver(sock, core, terminal, on_refused=core.note_unreachable)
         try:
             async with trio.open_nursery() as nursery:
@@ -203,7 +229,8 @@ async def run_client(
                 core.start(trio.current_time())
                 await driver.flush()
                 task_status.started(core)
-                await driver.input_loop(core.send_text, core.pending, core.has_room)
+                nursery.start_soon(_watch_refusal, core, driver, nursery.cancel_scope)
+                await driver.input_loop("client", partial(_chat, core), core.pending, core.has_room)
                 with trio.move_on_after(config.linger):
                     while core.has_pending():
                         await driver.wait_flushed()
@@ -212,6 +239,44 @@ async def run_client(
             core.close(trio.current_time())
             with trio.move_on_after(config.goodbye_timeout, shield=True):
                 await driver.flush()
+    if core.refusal is not None:
+        raise StartupError(core.refusal)
+
+
+async def _watch_refusal(core: ClientCore, driver: _Driver, scope: trio.CancelScope) -> None:
+    """Stop the client once the server turns it away for good (the room is full)."""
+    while core.refusal is None:
+        await driver.wait_flushed()
+    scope.cancel()
+
+
+def _operate(core: ServerCore, command: Command, now: float) -> bool:
+    """Do what the operator typed."""
+    match command:
+        case Reply(text=text):
+            core.reply(text, now)
+        case ToAll(text=text):
+            core.say_all(text, now)
+        case ToOne(name=name, text=text):
+            core.say_to(name, text, now)
+        case ShowWho():
+            core.who(now)
+    return True
+
+
+def _chat(core: ClientCore, command: Command, now: float) -> bool:
+    """Do what the client's user typed; ``False`` after /quit."""
+    match command:
+        case Send(message=message, text=text):
+            if core.plain:
+                core.send_text(text, now)
+            else:
+                core.send(message, text, now)
+        case Leave(reason=reason):
+            if not core.plain:
+                core.send(Quit(reason), f"/quit {reason}".strip(), now)
+            return False
+    return True
 
 
 async def run_until_signalled(main: Callable[[], Awaitable[None]]) -> None:

@@ -1,5 +1,5 @@
 """The server's sans-IO core: sessions with framed clients, plain-text peers, and
-where the operator's replies go."""
+the room they share (``_room``), with the operator taking part."""
 
 from __future__ import annotations
 
@@ -7,20 +7,33 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ._chat import (
+    Act,
+    ClientMessage,
+    Join,
+    Refused,
+    RefusedWhy,
+    Said,
+    Say,
+    ServerMessage,
+    decode_chat_untrusted,
+    encode_chat,
+)
 from ._config import Config
 from ._endpoint import Endpoint
+from ._errors import RemoteProtocolError
 from ._events import (
     Address,
-    MessageDelivered,
-    MessageReceived,
     MessageTooLong,
     NoRecipient,
     NotDelivered,
     PeerJoined,
     PeerLeft,
     PeerMoved,
+    WhoListed,
 )
-from ._plaintext import PlainStyle, split_plaintext
+from ._plaintext import PlainStyle, plain_line, split_plaintext
+from ._room import MemberId, Room
 from ._session import Session
 from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
 
@@ -45,10 +58,18 @@ class ServerCore(Endpoint):
     """
 
     def __init__(
-        self, config: Config | None = None, *, randbits: Callable[[int], int] = secrets.randbits
+        self,
+        config: Config | None = None,
+        *,
+        name: str = "server",
+        wall_offset: float = 0.0,
+        randbits: Callable[[int], int] = secrets.randbits,
     ) -> None:
         super().__init__(config or Config())
         self._randbits = randbits
+        #: The room; ``name`` is the operator's name in it, and ``now + wall_offset``
+        #: the wall-clock time shown with messages.
+        self.room = Room(self.config, name, wall_offset)
         self._clients: OrderedDict[int, _Client] = OrderedDict()  # least recently heard first
         self._by_addr: dict[Address, int] = {}
         self._plain: OrderedDict[Address, PlainStyle] = OrderedDict()
@@ -79,7 +100,7 @@ class ServerCore(Endpoint):
         """Take in one datagram from ``addr``; never raises on bad bytes."""
         self._count_in(data)
         if not is_frame(data):
-            self._receive_plain(data, addr)
+            self._receive_plain(data, addr, now)
             return
         match self._decode(data):
             case Hello(nonce=nonce):
@@ -99,22 +120,32 @@ class ServerCore(Endpoint):
                 pass
 
     def reply(self, text: str, now: float) -> None:
-        """Send the operator's ``text`` to the peer that spoke last."""
+        """Send the operator's ``text`` to the member that spoke last (the classic rule)."""
         target = self._last_speaker
         if target is None:
             self._emit(NoRecipient(text))
-        elif isinstance(target, int):
-            client = self._clients.get(target)
-            if client is None:
-                self._emit(NoRecipient(text, left=self._last_address))
-            else:
-                self._send_reliably(client.session, text)
-        else:
-            style = self._plain.get(target)
-            if style is None:
-                self._emit(NoRecipient(text, left=target))
-            else:
-                self._send_plain(target, style, text)
+        elif target not in self.room.members:
+            self._emit(NoRecipient(text, left=self._last_address))
+        elif self._fits(target, text):
+            self.room.operator_reply(target, text, now)
+            self._after_room()
+
+    def say_all(self, text: str, now: float) -> None:
+        """``/all``: the operator speaks to the whole room."""
+        if self._fits(None, text):
+            self.room.operator_all(text, now)
+            self._after_room()
+
+    def say_to(self, name: str, text: str, now: float) -> None:
+        """``/to NAME TEXT``: the operator speaks to one member."""
+        if self._fits(None, text):
+            self.room.operator_to(name, text, now)
+            self._after_room()
+
+    def who(self, now: float) -> None:
+        """``/who``: list the room to the operator."""
+        entries = self.room.roster(now).entries
+        self._emit(WhoListed(tuple((e.name, e.idle, e.operator) for e in entries)))
 
     def has_room(self) -> bool:
         """Whether a reply sent now would be taken without waiting in a queue for long."""
@@ -128,13 +159,14 @@ class ServerCore(Endpoint):
             message.text
             for client in self._clients.values()
             for message in client.session.sender.unacknowledged()
+            if message.text is not None
         ]
 
     # -- timers -------------------------------------------------------------
 
     def get_timer(self) -> float | None:
         """The earliest retransmission, give-up or expiry among the sessions."""
-        deadlines = [self._expiry_deadline()]
+        deadlines = [self._expiry_deadline(), self.room.next_plain_expiry()]
         for session_id in list(self._busy):
             deadline = self._clients[session_id].session.sender.deadline()
             if deadline is None:
@@ -146,6 +178,8 @@ class ServerCore(Endpoint):
 
     def handle_timer(self, now: float) -> None:
         """Expire silent sessions, give up on unresponsive ones, schedule retransmissions."""
+        self.room.expire_plain(now)
+        self._after_room()
         while self._clients:
             oldest = next(iter(self._clients.values()))
             if oldest.session.last_heard + self.config.session_expiry > now:
@@ -178,19 +212,25 @@ class ServerCore(Endpoint):
         oldest = next(iter(self._clients.values()))
         return oldest.session.last_heard + self.config.session_expiry
 
-    def _receive_plain(self, data: bytes, addr: Address) -> None:
+    def _receive_plain(self, data: bytes, addr: Address, now: float) -> None:
         style = self._plain.get(addr)
         if style is None:
             style = self._plain[addr] = PlainStyle()
             if len(self._plain) > self.config.max_peers:
-                self._plain.popitem(last=False)
+                forgotten, _ = self._plain.popitem(last=False)
+                self.room.leave(forgotten, "forgotten", now)
                 self.stats["peers_evicted"] += 1
         else:
             self._plain.move_to_end(addr)
         style.observe(data)
-        self._last_speaker = self._last_address = addr
         for line in split_plaintext(data):
-            self._emit(MessageReceived(addr, line, plain=True))
+            if not self.room.plain_line(addr, line, now):
+                self._drop("room-full")
+                full = f"*** the room is full ({self.config.max_clients} members)"
+                self._send(style.encode(full), addr)
+                break
+            self._last_speaker = self._last_address = addr
+        self._after_room()
 
     def _receive_hello(self, nonce: int, addr: Address, now: float) -> None:
         known_id = self._by_addr.get(addr)
@@ -226,39 +266,89 @@ class ServerCore(Endpoint):
             if self._by_addr.get(old_peer) == session.id:
                 del self._by_addr[old_peer]
             self._by_addr[session.peer] = session.id
+            self.room.moved(session.id, session.peer)
             self._emit(PeerMoved(old_peer, session.peer))
-        for message in arrivals.delivered:
-            self._emit(MessageDelivered(message.text))
+        self._delivered(arrivals.delivered)
+        if arrivals.bad_ack:
+            self._drop("bad-ack")
+        for payload in arrivals.messages:
+            self._receive_chat(client.session, payload, now)
         if isinstance(frame, Bye):
             self._end(client, "quit", "the client left before it was acknowledged", now)
             return
         self._dirty.add(session.id)
-        if arrivals.undecodable:
-            self._drop("bad-utf8")
-        if arrivals.bad_ack:
-            self._drop("bad-ack")
-        for text in arrivals.texts:
+        self._after_room()
+
+    def _receive_chat(self, session: Session, payload: bytes, now: float) -> None:
+        try:
+            message = decode_chat_untrusted(payload)
+        except RemoteProtocolError as exc:
+            self._drop(exc.reason)
+            return
+        if isinstance(message, ServerMessage):
+            self._drop("unexpected")
+            return
+        if session.id not in self.room.members:
+            wanted = message.name if isinstance(message, Join) else ""
+            if not self.room.join(session.id, session.peer, wanted, now):
+                self._room_full(session, now)
+                return
+            if isinstance(message, Join):
+                return
+        self.room.receive(session.id, message, now)
+        if _speaks(message):
             self._last_speaker = session.id
             self._last_address = session.peer
-            self._emit(MessageReceived(session.peer, text))
 
-    def _send_reliably(self, session: Session, text: str) -> None:
-        payload = self._utf8(text)
-        if len(payload) > self.config.max_message:
-            self._emit(MessageTooLong(text, len(payload), self.config.max_message))
-        elif session.send(text, payload) is None:
-            self._emit(NotDelivered(text, "the send queue is full"))
+    def _room_full(self, session: Session, now: float) -> None:
+        self._drop("room-full")
+        text = f"the room is full ({self.config.max_clients} members); try again later"
+        session.send(None, encode_chat(Refused(RefusedWhy.ROOM_FULL, text)))
+        self._dirty.add(session.id)
+
+    def _after_room(self) -> None:
+        """Send what the room decided, and show the operator what it should see."""
+        for member_id, message in self.room.take_deliveries():
+            self._deliver(member_id, message)
+        for event in self.room.take_events():
+            self._emit(event)
+
+    def _deliver(self, member_id: MemberId, message: ServerMessage) -> None:
+        if isinstance(member_id, int):
+            client = self._clients.get(member_id)
+            if client is None:
+                return
+            # Reports (not delivered, --receipts) only for what the operator typed.
+            mine = (
+                message.text
+                if isinstance(message, Said) and message.sender == self.room.operator
+                else None
+            )
+            if client.session.send(mine, encode_chat(message)) is None:
+                self.stats["send-queue-full"] += 1
+                if mine is not None:
+                    self._emit(NotDelivered(mine, "the send queue is full"))
+            self._dirty.add(member_id)
         else:
-            self._dirty.add(session.id)
+            style = self._plain.get(member_id)
+            line = plain_line(message)
+            if style is not None and line is not None:
+                for chunk in _chunks(style.encode(line), self.config.max_datagram):
+                    self._send(chunk, member_id)
 
-    def _send_plain(self, addr: Address, style: PlainStyle, text: str) -> None:
-        data = style.encode(text)
-        if len(data) > self.config.max_datagram:
-            overhead = len(data) - len(text.encode("utf-8", errors="replace"))
+    def _fits(self, target: MemberId | None, text: str) -> bool:
+        """Whether the operator's ``text`` can be sent; if not, say so."""
+        size = len(self._utf8(text))
+        if target is not None and not isinstance(target, int):
+            style = self._plain.get(target)
+            overhead = len((style or PlainStyle()).encode(""))
             limit = self.config.max_datagram - overhead
-            self._emit(MessageTooLong(text, len(data) - overhead, limit))
         else:
-            self._send(data, addr)
+            limit = self.config.max_message
+        if size > limit:
+            self._emit(MessageTooLong(text, size, limit))
+            return False
+        return True
 
     def _reset_for(self, session_id: int, now: float) -> Reset:
         """A Reset that says how far an ended session's receiver got, if we remember."""
@@ -281,5 +371,25 @@ class ServerCore(Endpoint):
         self._busy.discard(session.id)
         self._dirty.discard(session.id)
         for message in session.sender.unacknowledged():
-            self._emit(NotDelivered(message.text, undelivered))
+            if message.text is not None:
+                self._emit(NotDelivered(message.text, undelivered))
         self._emit(PeerLeft(session.peer, why))
+        self.room.leave(session.id, why, now)
+        self._after_room()
+
+
+def _speaks(message: ClientMessage) -> bool:
+    """Whether ``message`` makes its sender the one the operator's next line answers."""
+    return isinstance(message, Say | Act)
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    """``data`` cut into datagrams of at most ``size`` bytes, at UTF-8 boundaries."""
+    out = []
+    while len(data) > size:
+        cut = size
+        while cut > 0 and data[cut] & 0xC0 == 0x80:  # not inside a character
+            cut -= 1
+        out.append(data[:cut])
+        data = data[cut:]
+    return [*out, data]

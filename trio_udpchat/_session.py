@@ -13,11 +13,11 @@ from ._wire import Ack, Bye, Data, SessionFrame, encode_frame
 
 @dataclass(slots=True)
 class Arrivals:
-    """What one incoming frame brought: texts received, messages acknowledged."""
+    """What one incoming frame brought: messages received (their bytes, in order),
+    messages acknowledged."""
 
-    texts: list[str] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)
     delivered: list[Message] = field(default_factory=list)
-    undecodable: int = 0
     bad_ack: bool = False  # it acknowledged packets never sent
 
 
@@ -64,11 +64,7 @@ class Session:
         match frame:
             case Data(seq=seq, flags=flags, payload=payload):
                 self._ack_due = True
-                for raw in self.receiver.on_data(seq, flags, payload):
-                    try:
-                        arrivals.texts.append(raw.decode("utf-8"))
-                    except UnicodeDecodeError:
-                        arrivals.undecodable += 1
+                arrivals.messages = self.receiver.on_data(seq, flags, payload)
             case Ack(next=next_seq, bitmap=bitmap):
                 self._acked(next_seq, bitmap, now, arrivals)
             case Bye(next=next_seq):
@@ -82,8 +78,9 @@ class Session:
         else:
             arrivals.delivered = delivered
 
-    def send(self, text: str, payload: bytes) -> Message | None:
-        """Queue a message; ``None`` if the send queue is full."""
+    def send(self, text: str | None, payload: bytes) -> Message | None:
+        """Queue a message (``text``: what to call it in reports, ``None`` for none);
+        ``None`` if the send queue is full."""
         return self.sender.offer(text, payload)
 
     def datagrams(self, now: float) -> list[bytes]:

@@ -21,8 +21,9 @@ from typing import TextIO
 
 import trio
 
+from ._commands import Role
 from ._events import Event
-from ._render import PROMPTS, Role, render
+from ._render import PROMPTS, render
 
 _CLEAR_LINE = "\r\x1b[K"
 #: How long after a line more input may follow and still belong to the same paste.
