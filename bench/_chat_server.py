@@ -28,7 +28,7 @@ from functools import partial
 
 import trio
 
-from trio_udpchat import Event, MessageReceived, ServerCore, run_server
+from trio_udpchat import Config, Event, MessageReceived, ServerCore, run_server
 
 from ._probe import cpu_list, pin
 
@@ -63,7 +63,7 @@ class CountingTerminal:
 async def serve(max_seconds: float) -> dict[str, object]:
     """Serve until stdin closes or ``max_seconds`` pass; return the report."""
     terminal = CountingTerminal()
-    core = ServerCore()
+    core = ServerCore(Config(rate_limit=0))  # a benchmark: no "slow down"
     async with trio.open_nursery() as nursery:
         address = await nursery.start(
             partial(run_server, terminal, "127.0.0.1", 0, operator=False, core=core)
