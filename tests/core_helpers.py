@@ -6,6 +6,12 @@ joined by an in-memory link that delivers datagrams both ways at a given ``now``
 
 Every drain checks the contract the Trio layer relies on: once
 ``datagrams_to_send(now)`` has been called, ``get_timer()`` is never before ``now``.
+
+The reliable stream carries chat messages (``_chat``): the payload builders
+below (:func:`say_payload`, :func:`said_payload`, ...) make the bytes a client
+or the server puts in a Data frame, and :func:`say_data` / :func:`said_data`
+whole frames. A client sends ``Join(name)`` first on every session; the server
+answers a member's first message with ``Named(name)``.
 """
 
 from __future__ import annotations
@@ -15,15 +21,42 @@ import random
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from hypothesis import strategies as st
+
+from trio_udpchat._chat import (
+    Act,
+    AskWho,
+    ChatMessage,
+    Join,
+    Named,
+    Presence,
+    PresenceKind,
+    Quit,
+    Refused,
+    RefusedWhy,
+    Rename,
+    Roster,
+    RosterEntry,
+    Said,
+    SaidKind,
+    Say,
+    Whisper,
+    decode_chat_untrusted,
+    encode_chat,
+)
 from trio_udpchat._client import ClientCore
 from trio_udpchat._config import Config
 from trio_udpchat._endpoint import Endpoint
 from trio_udpchat._events import Address, MessageTooLong
+from trio_udpchat._names import address_name
 from trio_udpchat._server import ServerCore
+from trio_udpchat._session import Session
 from trio_udpchat._wire import (
     DATA_OVERHEAD,
     FLAG_MORE,
+    Ack,
     Data,
     Frame,
     Hello,
@@ -32,9 +65,19 @@ from trio_udpchat._wire import (
     encode_frame,
 )
 
+_T = TypeVar("_T")
+
 SERVER: Address = ("198.51.100.7", 9999)
 CLIENT: Address = ("192.0.2.1", 40001)
 SEED = 2024
+#: The operator's name in a ``ServerCore`` made without one.
+OPERATOR = "server"
+#: The name the room gives a member known only by its address ``CLIENT``.
+CLIENT_NAME = "192.0.2.1:40001"
+#: The round trip of the helpers' handshakes (the join and its ack): its sample
+#: (srtt 1/3 s, rttvar 1/6 s) leaves the RTO at 1 s, the initial value, so
+#: retransmission times read the same as in a session with no sample yet.
+RTT = 1 / 3
 #: Loops in the helpers give up after this many rounds: the cores must go quiet.
 _ROUNDS = 10_000
 
@@ -55,9 +98,107 @@ def make_server(config: Config | None = None, seed: int = SEED) -> ServerCore:
 
 
 def make_client(
-    config: Config | None = None, *, plain: bool = False, seed: int = SEED
+    config: Config | None = None, *, plain: bool = False, seed: int = SEED, name: str = ""
 ) -> ClientCore:
-    return ClientCore(SERVER, config, plain=plain, randbits=seeded(seed))
+    return ClientCore(SERVER, config, plain=plain, name=name, randbits=seeded(seed))
+
+
+# -- chat payloads ----------------------------------------------------------------------
+
+
+def say_payload(text: str) -> bytes:
+    """What a client sends when its user types ``text``: ``Say(text)``."""
+    return encode_chat(Say(text))
+
+
+def join_payload(name: str = "") -> bytes:
+    """A client's first message on every session: ``Join(name)``."""
+    return encode_chat(Join(name))
+
+
+def said_payload(
+    text: str,
+    time: float = 0.0,
+    *,
+    sender: str = OPERATOR,
+    kind: SaidKind = SaidKind.REPLY,
+    history: bool = False,
+) -> bytes:
+    """What the server sends for something said; by default the operator's reply at
+    wall-clock ``time`` (a ``ServerCore`` without ``wall_offset``: its ``now``)."""
+    return encode_chat(Said(sender, text, time, kind, history))
+
+
+def named_payload(name: str = CLIENT_NAME) -> bytes:
+    """The server's answer to a join: ``Named(name)``."""
+    return encode_chat(Named(name))
+
+
+def say_data(session: int, pn: int, seq: int, text: str, flags: int = 0) -> Data:
+    """A client's one-packet ``Say(text)``."""
+    return Data(session, pn, seq, flags, say_payload(text))
+
+
+def said_data(
+    session: int, pn: int, seq: int, text: str, time: float = 0.0, flags: int = 0
+) -> Data:
+    """The server's one-packet reply ``Said(OPERATOR, text, time, REPLY)``."""
+    return Data(session, pn, seq, flags, said_payload(text, time))
+
+
+def chat_of(frame: Frame) -> ChatMessage:
+    """The chat message a one-packet Data frame carries."""
+    assert isinstance(frame, Data), f"{frame!r} is not a Data frame"
+    return decode_chat_untrusted(frame.payload)
+
+
+# -- hypothesis: chat messages, whole and damaged -----------------------------------------
+
+_words = st.text(max_size=6)
+_times = st.one_of(st.just(0.0), st.floats(allow_nan=False, allow_infinity=False))
+#: Every kind of chat message, either way (a core must also survive the wrong direction).
+chat_messages: st.SearchStrategy[ChatMessage] = st.one_of(
+    st.builds(Join, _words),
+    st.builds(Say, _words),
+    st.builds(Act, _words),
+    st.builds(Whisper, _words, _words),
+    st.builds(Rename, _words),
+    st.just(AskWho()),
+    st.builds(Quit, _words),
+    st.builds(Said, _words, _words, _times, st.sampled_from(SaidKind), st.booleans()),
+    st.builds(Presence, st.sampled_from(PresenceKind), _words, _words, _times),
+    st.builds(
+        Roster,
+        st.lists(
+            st.builds(RosterEntry, _words, st.integers(0, 2**32 - 1), st.booleans()), max_size=2
+        ).map(tuple),
+    ),
+    st.builds(Refused, st.sampled_from(RefusedWhy), _words),
+    st.builds(Named, _words),
+)
+
+
+def _damage(payload: bytes, spec: tuple[int, int, bytes]) -> bytes:
+    """``payload`` with one bit flipped, cut short, and ``tail`` appended (any may be no-ops)."""
+    index, bit, tail = spec
+    if not payload:
+        return tail
+    damaged = bytearray(payload)
+    damaged[index % len(payload)] ^= (1 << bit) if bit < 8 else 0
+    return bytes(damaged[: len(payload) - index % 3]) + tail
+
+
+#: Chat payloads for Data frames: valid messages, damaged ones, and arbitrary bytes.
+chat_payloads: st.SearchStrategy[bytes] = st.one_of(
+    chat_messages.map(encode_chat),
+    chat_messages.map(encode_chat),
+    st.builds(
+        _damage,
+        chat_messages.map(encode_chat),
+        st.tuples(st.integers(0, 255), st.integers(0, 8), st.binary(max_size=2)),
+    ),
+    st.binary(max_size=8),
+)
 
 
 def check_timer(core: Endpoint, now: float) -> None:
@@ -121,18 +262,27 @@ def check_too_long(send: Send, core: Endpoint, text: str, limit: int, now: float
     assert drain(core, now) == []
 
 
-def check_fragmented_limit(send: Send, core: Endpoint, char: str, max_message: int) -> None:
+def check_fragmented_limit(
+    send: Send,
+    core: Endpoint,
+    char: str,
+    max_message: int,
+    wrap: Callable[[str], bytes],
+    first_seq: int = 1,
+) -> None:
     """A text of exactly ``max_message`` bytes goes out as numbered fragments (MORE on all
-    but the last) that rebuild it; one more character is too long. The core's config has
-    ``max_datagram=64``; its session has sent no data yet."""
+    but the last) that rebuild its chat message ``wrap(text)``; one more character is too
+    long. The core's config has ``max_datagram=64``; its session has sent ``first_seq``
+    one-packet messages (the join, or the name) and has nothing in flight."""
     fits = text_of_size(char, max_message)
     send(fits, 1.0)
+    payload = wrap(fits)
     fragments = [frame for frame, _ in frames_out(core, 1.0) if isinstance(frame, Data)]
-    count = math.ceil(max_message / (64 - DATA_OVERHEAD))
+    count = math.ceil(len(payload) / (64 - DATA_OVERHEAD))
     assert [(f.seq, f.flags) for f in fragments] == [
-        (i, FLAG_MORE if i < count - 1 else 0) for i in range(count)
+        (first_seq + i, FLAG_MORE if i < count - 1 else 0) for i in range(count)
     ]
-    assert b"".join(f.payload for f in fragments) == fits.encode("utf-8")
+    assert b"".join(f.payload for f in fragments) == payload
     check_too_long(send, core, fits + char, max_message, 1.5)
 
 
@@ -158,6 +308,28 @@ def join(server: ServerCore, addr: Address, nonce: int = 5, now: float = 0.0) ->
     return welcome.session
 
 
+def enter(
+    server: ServerCore, addr: Address, name: str = "", *, nonce: int = 5, now: float = 0.0
+) -> int:
+    """:func:`join`, then ``Join(name)`` (pn 0, seq 0) from ``addr``: the server names the
+    member (Data pn 0, seq 0), replays the room's history to it, and acks; all that is
+    acknowledged ``RTT`` later (pn 1). Returns the session; the client's next pn is 2
+    and its next seq 1. What the room tells other members goes out too, unchecked."""
+    session = join(server, addr, nonce, now)
+    feed(server, Data(session, 0, 0, 0, join_payload(name)), addr, now)
+    mine = [frame for frame, to in frames_out(server, now) if to == addr]
+    data = [frame for frame in mine if isinstance(frame, Data)]
+    assert data[:1] == [Data(session, 0, 0, 0, named_payload(name or address_name(addr)))]
+    for frame in data[1:]:
+        said = chat_of(frame)
+        assert isinstance(said, Said), f"{said!r} is not history"
+        assert said.history, f"{said!r} is not history"
+    assert mine[len(data) :] == [Ack(session, len(data), 1, 0)]
+    feed(server, Ack(session, 1, len(data), 0), addr, now + RTT)
+    assert drain(server, now + RTT) == []
+    return session
+
+
 def start(client: ClientCore, now: float = 0.0) -> int:
     """Start ``client``; return the nonce of its hello."""
     client.start(now)
@@ -167,11 +339,15 @@ def start(client: ClientCore, now: float = 0.0) -> int:
     return hello.nonce
 
 
-def connect(client: ClientCore, session: int, now: float = 0.0) -> None:
-    """Start ``client`` and welcome it into ``session``."""
+def connect(client: ClientCore, session: int, now: float = 0.0, *, acked: bool = True) -> None:
+    """Start ``client`` and welcome it into ``session``; it sends its join (pn 0, seq 0),
+    which with ``acked`` the server acknowledges ``RTT`` later (pn 0)."""
     feed(client, Welcome(start(client, now), session, 60_000), SERVER, now)
-    drain(client, now)
+    assert frames_out(client, now) == [(Data(session, 0, 0, 0, join_payload(client.name)), SERVER)]
     assert client.state == "connected"
+    if acked:
+        feed(client, Ack(session, 0, 1, 0), SERVER, now + RTT)
+        assert drain(client, now + RTT) == []
 
 
 # -- a client and a server on an in-memory link ---------------------------------------
@@ -205,9 +381,10 @@ class Pair:
         *,
         client_config: Config | None = None,
         seed: int = SEED,
+        name: str = "",
     ) -> None:
         self.server = make_server(config, seed=seed)
-        self.client = make_client(client_config or config, seed=seed + 1)
+        self.client = make_client(client_config or config, seed=seed + 1, name=name)
         self.addr = CLIENT
         self.now = 0.0
         self.to_server = True
@@ -289,3 +466,27 @@ class Pair:
 def sealed(data: bytes) -> bytes:
     """``data`` with a correct CRC-32 trailer, so a check past the checksum is what fails."""
     return data + zlib.crc32(data).to_bytes(4, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class InOrder:
+    """Fuzz input: the peer's next message on its session (if it has one), carrying
+    ``payload``: a Data frame the receiver takes in order, so the payload is decoded."""
+
+    payload: bytes
+
+    def frame(self, session: Session) -> Data:
+        pn = session._highest_pn + 1  # newer than anything the session has seen
+        seq = session.receiver.next_seq
+        return Data(session.id, pn % 2**32, seq % 2**32, 0, self.payload)
+
+
+#: Chat payloads (whole, damaged, arbitrary) as the peer's next in-order message.
+in_order_chat: st.SearchStrategy[InOrder] = st.builds(InOrder, chat_payloads)
+
+
+def mixed(*parts: tuple[int, st.SearchStrategy[_T]]) -> st.SearchStrategy[_T]:
+    """One of ``parts``, drawn by weight. (``st.one_of`` flattens nested choices and
+    in practice draws some branches far more often than others.)"""
+    picks = [i for i, (weight, _) in enumerate(parts) for _ in range(weight)]
+    return st.sampled_from(picks).flatmap(lambda i: parts[i][1])

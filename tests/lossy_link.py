@@ -10,6 +10,12 @@ the stateful test and the deterministic tests share.
 The client sits behind a NAT: its datagrams come from :attr:`Simulation.client_addr`,
 and :meth:`Simulation.roam` rebinds it to a new port; datagrams still addressed
 to an old binding are lost, as a NAT drops them.
+
+The session carries chat messages: the client joins the server's room on every
+session, and the operator's replies go through the room. While the room holds
+one member the operator sees the classic MessageReceived; an abandoned session
+(after a roam) can linger as a second member until it expires, and then the
+operator sees the same text as a RoomMessage: both count as received.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from trio_udpchat._client import ClientCore
@@ -31,6 +37,7 @@ from trio_udpchat._events import (
     MessageTooLong,
     NoRecipient,
     NotDelivered,
+    RoomMessage,
     SessionLost,
 )
 from trio_udpchat._server import ServerCore
@@ -50,6 +57,24 @@ ADVANCE_MAX_FIRINGS: Final = 5_000
 _U64_BYTES: Final = 8
 _U32_BYTES: Final = 4
 _HEADER: Final = 3
+
+
+def sim_config(config: Config) -> Config:
+    """``config`` with the room set for the simulation.
+
+    The rate limit is off: the rules send bursts of 40 at once, and a refused
+    ("slow down") text is acknowledged yet never shown, which the invariants would
+    (rightly) call a false MessageDelivered. The history replayed on each join is
+    short: on this link (one datagram per ``latency``, no congestion control) a
+    long replay on every rejoin can outlast ``give_up_after``, so the server gives
+    up, the client rejoins, the replay starts again, and the run never settles
+    (``test_machine.test_a_rejoin_on_a_slow_link_settles_despite_the_history_replay``).
+    """
+    return replace(config, rate_limit=0, history_count=4, history_bytes=1024)
+
+
+#: The default config, set for the simulation.
+UNLIMITED: Final = sim_config(Config())
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +156,11 @@ class Log:
     """What one side's core reported, split by kind; texts in event order."""
 
     events: list[Event] = field(default_factory=list)
-    received: list[str] = field(default_factory=list)  # framed MessageReceived
+    #: Framed MessageReceived; on the server also a member's RoomMessage "say" (the
+    #: same text, shown as a room line while a second member is present).
+    received: list[str] = field(default_factory=list)
+    #: Other room lines (the client's history replays, /me, whispers).
+    room: list[str] = field(default_factory=list)
     plain_received: list[str] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     not_delivered: list[str] = field(default_factory=list)
@@ -145,6 +174,12 @@ class Log:
                     self.plain_received.append(text)
                 case MessageReceived(text=text):
                     self.received.append(text)
+                case RoomMessage(text=text, kind="say", address=address, history=False) if (
+                    address is not None  # the server's view of a member: not a replay
+                ):
+                    self.received.append(text)
+                case RoomMessage(text=text):
+                    self.room.append(text)
                 case MessageDelivered(text=text):
                     self.delivered.append(text)
                 case NotDelivered(text=text):
@@ -178,7 +213,8 @@ class Simulation:
         self.seed = seed
         #: Time that passes before each delivery (timers firing meanwhile).
         self.latency = latency
-        self.config = config or Config()
+        self.config = config or UNLIMITED
+        assert self.config.rate_limit == 0, "see sim_config"
         self.link = Link(random.Random(seed * 3 + 1), loss=loss, duplicate=duplicate)
         self.now = 0.0
         self.client_addr: Address = CLIENT_ADDR
@@ -475,12 +511,28 @@ class Simulation:
             for text, n in reports.items():
                 assert n == 1, f"{side} reported {text[:20]!r} {n} times (delivered or not)"
 
+    def check_room(self) -> None:
+        """The room holds only live sessions and remembered plain peers, within bounds;
+        the operator's replies are the only texts the server reports on."""
+        server = self.server
+        members = server.room.members
+        assert len(members) <= self.config.max_clients, "room over max_clients"
+        for member in members:
+            if isinstance(member, int):
+                assert member in server._clients, "a member whose session ended"
+            else:
+                assert member in server._plain, "a plain member the server forgot"
+        if not self.tampered:  # a corrupted magic byte can conjure a plain peer
+            assert all(isinstance(member, int) for member in members)
+        assert set(server.pending()) <= set(self.server_sent), "pending text nobody typed"
+
     def check_all(self) -> None:
         self.check_no_duplicates()
         self.check_order()
         self.check_timers()
         self.check_bounds()
         self.check_reports()
+        self.check_room()
 
     def check_settled(self) -> None:
         """After :meth:`settle`: everything sent was received, or reported not delivered.

@@ -8,7 +8,9 @@ each delivery; due timers fire as a good (or, drawn, a late) timer would.
 
 After every step: no text shown twice, texts shown in send order, no timer in
 the past, windows/queues/buffers/peers within their limits, MessageDelivered
-only for texts the peer showed and never together with NotDelivered. At the
+only for texts the peer showed and never together with NotDelivered, and the
+server's room holding only live sessions (the client joins it on every
+session; the operator's replies go through it). At the
 end (and in the ``settle`` rule once the link healed) the run settles, and then
 every text sent was shown by the other side or reported NotDelivered.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import random
 import sys
 from collections import Counter
+from dataclasses import replace
 from typing import Final
 
 import pytest
@@ -39,9 +42,11 @@ from hypothesis.stateful import (
 from tests.lossy_link import (
     CLIENT_ADDR,
     SERVER_ADDR,
+    UNLIMITED,
     Datagram,
     Simulation,
     flip_bit,
+    sim_config,
 )
 from trio_udpchat._client import ClientCore
 from trio_udpchat._config import Config
@@ -62,17 +67,19 @@ from trio_udpchat._wire import Ack, Hello, Welcome, decode_frame_untrusted, enco
 #: and queue sizes stay at their defaults except in "small", which exists to
 #: push against them.
 CONFIGS: Final[dict[str, Config]] = {
-    "stock": Config(),
-    "quick": Config(give_up_after=10.0, keepalive_after=5.0, session_expiry=30.0),
-    "small": Config(
-        give_up_after=10.0,
-        keepalive_after=5.0,
-        session_expiry=30.0,
-        window=4,
-        send_queue=16,
-        reorder_window=8,
-        max_queued_messages=4,
-        max_peers=2,
+    "stock": UNLIMITED,
+    "quick": sim_config(Config(give_up_after=10.0, keepalive_after=5.0, session_expiry=30.0)),
+    "small": sim_config(
+        Config(
+            give_up_after=10.0,
+            keepalive_after=5.0,
+            session_expiry=30.0,
+            window=4,
+            send_queue=16,
+            reorder_window=8,
+            max_queued_messages=4,
+            max_peers=2,
+        )
     ),
 }
 
@@ -262,6 +269,11 @@ class ChatMachine(RuleBasedStateMachine):
         """MessageDelivered only for what arrived; never both delivered and not."""
         self.sim.check_reports()
 
+    @invariant()
+    def room_consistent(self) -> None:
+        """Room members are live sessions; only the operator's texts are pending."""
+        self.sim.check_room()
+
     def teardown(self) -> None:
         # Hypothesis calls this in a ``finally``: after a failure, leave that failure alone.
         if self._sim is None or sys.exc_info()[0] is not None:
@@ -325,7 +337,7 @@ def _strict(sim: Simulation) -> Simulation:
 
 
 def test_200_messages_under_loss_duplication_and_reordering() -> None:
-    sim = _strict(Simulation(7, Config(), loss=0.2, duplicate=0.05))
+    sim = _strict(Simulation(7, UNLIMITED, loss=0.2, duplicate=0.05))
     rng = random.Random(7)
     # Connect first: 200 texts typed before the welcome would overflow
     # max_queued_messages, which is not what this test is about.
@@ -348,7 +360,7 @@ def test_200_messages_under_loss_duplication_and_reordering() -> None:
 
 def _restart_run(seed: int, *, loss: float, quiet: bool) -> Simulation:
     """100 texts, a server restart, 100 more; ``quiet``: settle before the restart."""
-    sim = Simulation(seed, Config(), loss=loss, duplicate=0.05 if loss else 0.0)
+    sim = Simulation(seed, UNLIMITED, loss=loss, duplicate=0.05 if loss else 0.0)
     rng = random.Random(seed)
     sim.settle(shuffle=rng)
     sim.link.impair(loss=loss, duplicate=0.05 if loss else 0.0)
@@ -457,10 +469,10 @@ def test_a_flipped_ack_is_caught_by_the_checksum() -> None:
     ack = _take(sim, Ack, CLIENT_ADDR)
     frame = decode_frame_untrusted(ack.data)
     assert isinstance(frame, Ack)
-    assert (frame.next, frame.bitmap) == (1, 0)
-    # Ack.next is bytes 15..18; bit 150 is its 0x02 bit: next 1 -> 3 would
-    # "acknowledge" c1 and c2, but the CRC-32 trailer no longer matches.
-    forged = flip_bit(ack.data, 150)
+    assert (frame.next, frame.bitmap) == (2, 0)  # the join (seq 0) and c0
+    # Ack.next is bytes 15..18; bit 151 is its 0x01 bit: next 2 -> 3 would
+    # "acknowledge" c1, but the CRC-32 trailer no longer matches.
+    forged = flip_bit(ack.data, 151)
     with pytest.raises(RemoteProtocolError, match="checksum"):
         decode_frame_untrusted(forged)
     sim._arrive(Datagram(forged, ack.src, ack.dst))
@@ -538,3 +550,62 @@ def test_give_up_deadline_is_handled_when_due() -> None:
     after = client.get_timer()
     assert after is not None
     assert after > due
+
+
+def test_a_rejoin_replays_the_history_which_is_not_shown_as_received() -> None:
+    """After a session the server ended, the client joins again and the room replays
+    what was said (its own texts too): room lines marked as history, not received again."""
+    sim = _connected(CONFIGS["quick"])
+    for text in ("c0", "c1"):
+        sim.client_send(text)
+    sim.settle()
+    for _ in range(100):  # cut the client off until it gives up and says hello again
+        sim.link.in_flight.clear()
+        sim.advance(0.5)
+        if sim.client.state == "connecting":
+            break
+    sim.settle()
+    assert sim.client_log.count(SessionStarted) == 2
+    assert sim.server_log.count(PeerLeft) == 1
+    assert sim.client_log.room == ["c0", "c1"]  # the replay
+    assert sim.client_log.received == []
+    assert sim.server_log.received == ["c0", "c1"]
+    sim.check_settled()
+    sim.check_all()
+
+
+def _rejoin_after_a_busy_room(config: Config, messages: int, latency: float) -> Simulation:
+    """A room where ``messages`` texts were said; then the client is cut off until it
+    gives up and joins again, over a link that takes ``latency`` per datagram."""
+    sim = _strict(Simulation(0, config, latency=latency))
+    sim.settle()
+    for i in range(messages):
+        sim.client_send(f"c{i}")
+        sim.settle()
+    for _ in range(200):
+        sim.link.in_flight.clear()
+        sim.advance(0.5)
+        if sim.client.state == "connecting":
+            break
+    return sim
+
+
+def test_a_rejoin_with_a_short_history_settles_on_a_slow_link() -> None:
+    sim = _rejoin_after_a_busy_room(CONFIGS["quick"], 40, latency=0.1)
+    sim.settle()
+    assert sim.client_log.room == ["c36", "c37", "c38", "c39"]  # history_count=4
+    sim.check_all()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="liveness: each (re)join replays up to history_count messages; on a link slow "
+    "enough that the replay outlasts give_up_after, the server gives up, the client "
+    "rejoins, the whole replay starts again, and the session never settles",
+)
+def test_a_rejoin_on_a_slow_link_settles_despite_the_history_replay() -> None:
+    config = replace(CONFIGS["quick"], history_count=100, history_bytes=65536)  # the defaults
+    sim = _rejoin_after_a_busy_room(config, 40, latency=0.1)  # 10 datagrams a second
+    sim.settle()  # fails: not settled after 10000 steps; the server ends session after session
+    assert sim.server_log.count(PeerLeft) == 1

@@ -476,13 +476,23 @@ def test_64_kib_message_reassembles_from_fragments() -> None:
     assert receiver.stats == Counter()
 
 
-@pytest.mark.parametrize("size", [101, 3 * SMALL_CHUNK, 3 * SMALL_CHUNK + 1, 300])
+@pytest.mark.parametrize("size", [121, 4 * SMALL_CHUNK, 4 * SMALL_CHUNK + 1, 300])
 def test_oversized_reassembly_is_discarded_then_recovers(size: int) -> None:
-    cfg = config(max_message=100, max_datagram=64)
+    # The bound is max_message (the text) plus message_overhead (the chat message around it).
+    cfg = config(max_message=100, message_overhead=20, max_datagram=64)
     sender, receiver = make_sender(cfg), make_receiver(cfg)
-    for payload in (bytes(size), b"ok", bytes(100)):
+    for payload in (bytes(size), b"ok", bytes(120)):
         assert sender.offer("", payload) is not None
-    assert pump(sender, receiver, 0.0) == [b"ok", bytes(100)]
+    assert pump(sender, receiver, 0.0) == [b"ok", bytes(120)]
+    assert receiver.stats["dropped:oversized"] == 1
+
+
+def test_the_reassembly_bound_leaves_room_for_the_default_overhead() -> None:
+    cfg = config(max_message=100, max_datagram=64)  # message_overhead 1024
+    sender, receiver = make_sender(cfg), make_receiver(cfg)
+    for payload in (bytes(1124), bytes(1125)):
+        assert sender.offer(None, payload) is not None
+    assert pump(sender, receiver, 0.0) == [bytes(1124)]
     assert receiver.stats["dropped:oversized"] == 1
 
 
@@ -562,7 +572,7 @@ def test_session_roams_to_the_newest_datagram_only() -> None:
     assert session.peer == B
     arrivals = session.accept(Data(1, 1, 1, 0, b"late"), A, 3.0)  # older pn from A
     assert session.peer == B
-    assert arrivals.texts == ["late"]  # still accepted, just not a move
+    assert arrivals.messages == [b"late"]  # still accepted, just not a move
     assert session.last_heard == 3.0
     session.accept(Bye(1, 2, 0), A, 4.0)  # the same pn again: not newer either
     assert session.peer == B
@@ -600,22 +610,45 @@ def test_session_reacks_duplicate_data() -> None:
         ]
 
 
-def test_session_counts_undecodable_messages() -> None:
+def test_session_hands_over_payload_bytes_undecoded() -> None:
+    # Decoding (chat messages, UTF-8) is the cores' business: the session passes bytes on.
     session = make_session()
     arrivals = session.accept(Data(1, 0, 0, 0, b"\xff\xfe"), A, 1.0)
-    assert (arrivals.texts, arrivals.undecodable) == ([], 1)
+    assert (arrivals.messages, arrivals.delivered, arrivals.bad_ack) == ([b"\xff\xfe"], [], False)
+    arrivals = session.accept(Data(1, 1, 1, FLAG_KEEPALIVE, b""), A, 1.5)
+    assert arrivals.messages == []  # a keepalive carries no message
 
 
-def shuttle(left: Session, right: Session, now: float) -> tuple[list[str], list[str]]:
-    """Carry datagrams between two sessions at ``now`` until quiet; texts each one got."""
-    got: tuple[list[str], list[str]] = ([], [])
+def test_session_reports_a_message_without_text_as_delivered_like_any_other() -> None:
+    # Text None (a join, a notice) is for the cores to leave out of reports.
+    session = make_session()
+    quiet = session.send(None, b"\x10\x00\x00\x00\x00")
+    loud = session.send("hello", b"hello")
+    assert quiet is not None
+    assert loud is not None
+    assert (quiet.text, quiet.payload, loud.payload) == (None, b"\x10\x00\x00\x00\x00", b"hello")
+    session.datagrams(0.0)
+    assert session.accept(Ack(1, 0, 2, 0), A, 0.5).delivered == [quiet, loud]
+
+
+def test_session_flags_an_ack_of_packets_never_sent() -> None:
+    session = make_session()
+    session.send("one", b"one")
+    session.datagrams(0.0)
+    assert session.accept(Ack(1, 0, 5, 0), A, 0.5).bad_ack
+    assert session.sender.in_flight == 1
+
+
+def shuttle(left: Session, right: Session, now: float) -> tuple[list[bytes], list[bytes]]:
+    """Carry datagrams between two sessions at ``now`` until quiet; messages each one got."""
+    got: tuple[list[bytes], list[bytes]] = ([], [])
     for _ in range(1000):
         moved = False
         for src, dst, box, addr in ((left, right, got[1], A), (right, left, got[0], B)):
             for data in src.datagrams(now):
                 frame = decode_frame_untrusted(data)
                 assert isinstance(frame, SessionFrame)
-                box += dst.accept(frame, addr, now).texts
+                box += dst.accept(frame, addr, now).messages
                 moved = True
         if not moved:
             return got
@@ -633,7 +666,10 @@ def test_sessions_keep_working_across_seq_and_pn_wrap() -> None:
     for text in texts:
         left.send(text, text.encode())
         right.send(text.upper(), text.upper().encode())
-    assert shuttle(left, right, 1.0) == ([t.upper() for t in texts], texts)
+    assert shuttle(left, right, 1.0) == (
+        [t.upper().encode() for t in texts],
+        [t.encode() for t in texts],
+    )
     assert (left.sender.in_flight, right.sender.in_flight) == (0, 0)
     assert (left.peer, right.peer) == (B, A)
     assert right.receiver.next_seq == WRAP + 4

@@ -201,6 +201,12 @@ def _str(value: str) -> bytes:
     return _U32.pack(len(data)) + data
 
 
+def _time(time: float) -> bytes:
+    if not math.isfinite(time):
+        raise LocalProtocolError(f"time {time} is not a finite number")
+    return _F64.pack(time)
+
+
 def encode_chat(message: ChatMessage) -> bytes:
     """The bytes of ``message``. Raises :class:`LocalProtocolError` on bad fields."""
     parts = [_U8.pack(_CODES[type(message)])]
@@ -214,11 +220,13 @@ def encode_chat(message: ChatMessage) -> bytes:
         case AskWho():
             pass
         case Said(sender=sender, text=text, time=time, kind=kind, history=history):
-            parts += [_str(sender), _str(text), _F64.pack(time), _U8.pack(kind)]
+            parts += [_str(sender), _str(text), _time(time), _U8.pack(kind)]
             parts.append(_U8.pack(history))
         case Presence(what=what, name=name, detail=detail, time=time):
-            parts += [_U8.pack(what), _str(name), _str(detail), _F64.pack(time)]
+            parts += [_U8.pack(what), _str(name), _str(detail), _time(time)]
         case Roster(entries=entries):
+            if len(entries) > 0xFFFF:
+                raise LocalProtocolError(f"a roster of {len(entries)} entries is over 65535")
             parts.append(_U16.pack(len(entries)))
             for entry in entries:
                 idle = min(max(entry.idle, 0), 2**32 - 1)

@@ -198,9 +198,7 @@ class ClientCore(Endpoint):
 
     def has_pending(self) -> bool:
         """Whether anything typed still waits for a session or an acknowledgement."""
-        return bool(self._queue) or (
-            self._session is not None and bool(self._session.sender.unacknowledged())
-        )
+        return bool(self.pending())
 
     def has_room(self) -> bool:
         """Whether a message sent now would be taken without waiting in a queue for long."""

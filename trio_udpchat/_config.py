@@ -53,7 +53,7 @@ class Config:
 
     #: Messages a client holds while it has no session.
     max_queued_messages: int = 100
-    #: After EOF, how long a client waits to hand over messages not yet acknowledged.
+    #: After EOF, how long a client (or operator) waits for what it typed to be acknowledged.
     linger: float = 0.75
     #: How long the goodbye may take on shutdown (shielded from cancellation).
     goodbye_timeout: float = 0.25

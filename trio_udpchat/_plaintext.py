@@ -50,8 +50,12 @@ class PlainStyle:
 
 
 def clock(time: float) -> str:
-    """``HH:MM`` of a wall-clock ``time``, in the local time zone."""
-    return datetime.fromtimestamp(time).strftime("%H:%M")
+    """``HH:MM`` of a wall-clock ``time``, in the local time zone (``??:??`` if it is
+    beyond what the platform can show: a time from the network may be anything)."""
+    try:
+        return datetime.fromtimestamp(time).strftime("%H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "??:??"
 
 
 def plain_line(message: ServerMessage) -> str | None:

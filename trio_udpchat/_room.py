@@ -72,6 +72,9 @@ class RoomPresence:
     name: str
     detail: str
     time: float
+    #: The room's size before or after the change, whichever is larger: the
+    #: operator hears of it unless the room was and is a one-to-one chat.
+    crowd: int = 2
 
 
 RoomEvent: TypeAlias = RoomSaid | RoomPresence
@@ -136,7 +139,8 @@ class Room:
         self._by_name: dict[str, MemberId] = {}
         self._history: deque[Said] = deque()
         self._history_bytes = 0
-        self._operator_spoke = 0.0
+        self._operator_spoke: float | None = None  # None: not yet, since _started
+        self._started: float | None = None
         self._deliveries: list[tuple[MemberId, ServerMessage]] = []
         self._events: list[Event] = []
         #: With an external bus, published events wait here for it; see :meth:`apply`.
@@ -166,11 +170,13 @@ class Room:
         self, member_id: MemberId, address: Address, wanted: str, now: float, *, plain: bool = False
     ) -> bool:
         """Add a member asking to be called ``wanted``; ``False`` if the room is full."""
+        if self._started is None:
+            self._started = now
         if member_id in self.members:
             return True
         if len(self.members) >= self.config.max_clients:
             return False
-        fallback = address_name(address)
+        fallback = self._free_address_name(address)
         name = fallback
         problem = None if not wanted else self._name_problem(wanted)
         if wanted and problem is None:
@@ -191,7 +197,10 @@ class Room:
             self._deliver(member_id, Named(name))
             for said in self._history:
                 self._deliver(member_id, said)
-        self._publish(RoomPresence(member_id, PresenceKind.JOINED, name, "", self._wall(now)))
+        crowd = len(self.members)
+        self._publish(
+            RoomPresence(member_id, PresenceKind.JOINED, name, "", self._wall(now), crowd)
+        )
         return True
 
     def leave(self, member_id: MemberId, reason: str, now: float) -> None:
@@ -200,8 +209,9 @@ class Room:
         if member is None:
             return
         del self._by_name[name_key(member.name)]
+        crowd = len(self.members) + 1
         self._publish(
-            RoomPresence(member_id, PresenceKind.LEFT, member.name, reason, self._wall(now))
+            RoomPresence(member_id, PresenceKind.LEFT, member.name, reason, self._wall(now), crowd)
         )
 
     def moved(self, member_id: MemberId, address: Address) -> None:
@@ -213,13 +223,17 @@ class Room:
     def expire_plain(self, now: float) -> None:
         """Plain-text peers silent for ``config.plain_expiry`` leave."""
         for member in list(self.members.values()):
-            if member.plain and now - member.last_spoke >= self.config.plain_expiry:
+            if member.plain and now >= self._plain_expires(member):
                 self.leave(member.id, "timed out", now)
 
     def next_plain_expiry(self) -> float | None:
         """When :meth:`expire_plain` next has work."""
-        times = [m.last_spoke for m in self.members.values() if m.plain]
-        return min(times) + self.config.plain_expiry if times else None
+        times = [self._plain_expires(m) for m in self.members.values() if m.plain]
+        return min(times) if times else None
+
+    def _plain_expires(self, member: Member) -> float:
+        # The one expression both the timer and the check use (float rounding).
+        return member.last_spoke + self.config.plain_expiry
 
     # -- what members say ---------------------------------------------------------
 
@@ -277,7 +291,10 @@ class Room:
 
     def roster(self, now: float) -> Roster:
         """Who is here, the operator first, with idle times in whole seconds."""
-        entries = [RosterEntry(self.operator, int(now - self._operator_spoke), operator=True)]
+        spoke = self._operator_spoke
+        if spoke is None:
+            spoke = now if self._started is None else self._started
+        entries = [RosterEntry(self.operator, int(now - spoke), operator=True)]
         entries += [
             RosterEntry(member.name, int(now - member.last_spoke))
             for member in sorted(self.members.values(), key=lambda m: name_key(m.name))
@@ -308,14 +325,7 @@ class Room:
                 for member_id in self.members:
                     if member_id != subject:
                         self._deliver(member_id, presence)
-                # Applied after the change: a join has added its member, a leave
-                # removed it. The operator hears of it unless the room was and is
-                # a one-to-one chat.
-                size = len(self.members)
-                before = {PresenceKind.JOINED: size - 1, PresenceKind.LEFT: size + 1}.get(
-                    what, size
-                )
-                if max(size, before) >= 2:
+                if event.crowd >= 2:
                     self._events.append(PresenceNoticed(PRESENCE[what], name, detail, time))
 
     # -- internals -----------------------------------------------------------------
@@ -368,16 +378,31 @@ class Room:
         else:
             self._deliver(target, said)
 
+    def _free_address_name(self, address: Address) -> str:
+        """The address's name, made unique if a member that moved away still has it."""
+        name = address_name(address)
+        number = 2
+        while self.taken(name):  # bounded: the room holds at most max_clients members
+            name = f"{address_name(address)}-{number}"
+            number += 1
+        return name
+
     def _name_problem(self, name: str) -> str | None:
         problem = name_problem(name)
         if problem is not None:
-            return f"the name {name!r} cannot be used: {problem}"
+            return (
+                f"the name {name!r} cannot be used: {problem};"
+                f" try /nick {suggest(name, self.taken)}"
+            )
         if self.taken(name):
             return f"the name {name!r} is taken; try /nick {suggest(name, self.taken)}"
         return None
 
     def _rename(self, member: Member, name: str, now: float) -> None:
-        if name_key(name) == name_key(member.name) and name != member.name:
+        if name == member.name:
+            self._deliver(member.id, Named(name))  # nothing changes
+            return
+        if name_key(name) == name_key(member.name):
             problem = name_problem(name)  # a change of case only: no clash with oneself
         else:
             problem = self._name_problem(name)
@@ -389,7 +414,10 @@ class Room:
         member.name = name
         self._by_name[name_key(name)] = member.id
         self._deliver(member.id, Named(name))
-        self._publish(RoomPresence(member.id, PresenceKind.RENAMED, old, name, self._wall(now)))
+        crowd = len(self.members)
+        self._publish(
+            RoomPresence(member.id, PresenceKind.RENAMED, old, name, self._wall(now), crowd)
+        )
 
     def _remember(self, said: Said) -> None:
         if said.kind not in (SaidKind.SAY, SaidKind.ACT):

@@ -94,6 +94,12 @@ class _Driver:
         """Return after the next flush."""
         await self._flushed.wait()
 
+    async def linger(self, pending: Callable[[], list[str]], seconds: float) -> None:
+        """After EOF: give what was typed up to ``seconds`` to be acknowledged."""
+        with trio.move_on_after(seconds):
+            while pending():
+                await self.wait_flushed()
+
     async def _sendto(self, data: bytes, addr: Address) -> None:
         try:
             await self._sock.sendto(data, addr)
@@ -196,6 +202,7 @@ async def run_server(
             if not operator:
                 await trio.sleep_forever()
             await driver.input_loop("server", partial(_operate, core), core.pending, core.has_room)
+            await driver.linger(core.pending, core.config.linger)
             nursery.cancel_scope.cancel()
 
 
@@ -231,9 +238,7 @@ async def run_client(
                 task_status.started(core)
                 nursery.start_soon(_watch_refusal, core, driver, nursery.cancel_scope)
                 await driver.input_loop("client", partial(_chat, core), core.pending, core.has_room)
-                with trio.move_on_after(config.linger):
-                    while core.has_pending():
-                        await driver.wait_flushed()
+                await driver.linger(core.pending, config.linger)
                 nursery.cancel_scope.cancel()
         finally:
             core.close(trio.current_time())

@@ -16,6 +16,7 @@ from ._chat import (
     Said,
     Say,
     ServerMessage,
+    Whisper,
     decode_chat_untrusted,
     encode_chat,
 )
@@ -288,6 +289,12 @@ class ServerCore(Endpoint):
         if isinstance(message, ServerMessage):
             self._drop("unexpected")
             return
+        text = message.text if isinstance(message, Say | Act | Whisper) else ""
+        if len(text.encode("utf-8", errors="replace")) > self.config.max_message:
+            # Only a modified client sends this: relayed with a name added, it could
+            # exceed what the other members accept.
+            self._drop("too-long")
+            return
         if session.id not in self.room.members:
             wanted = message.name if isinstance(message, Join) else ""
             if not self.room.join(session.id, session.peer, wanted, now):
@@ -319,11 +326,13 @@ class ServerCore(Endpoint):
             if client is None:
                 return
             # Reports (not delivered, --receipts) only for what the operator typed.
-            mine = (
-                message.text
-                if isinstance(message, Said) and message.sender == self.room.operator
-                else None
-            )
+            mine = None
+            if (
+                isinstance(message, Said)
+                and message.sender == self.room.operator
+                and not message.history  # a replay of /all is not the operator again
+            ):
+                mine = message.text
             if client.session.send(mine, encode_chat(message)) is None:
                 self.stats["send-queue-full"] += 1
                 if mine is not None:
