@@ -64,8 +64,9 @@ CODES = {
 # "é" c3 a9, "🎉" f0 9f 8e 89. Times are big-endian IEEE 754 doubles: 0.5 3fe0.., 1.5 3ff8..,
 # 2.0 4000.., -2.0 c000.., 1_700_000_000.0 = 0x6553f100 = 1.58... * 2**30: 41d9 54fc 4000 0000.
 GOLDEN: list[tuple[ChatMessage, str]] = [
-    (Join("alice"), "10  00 00 00 05  61 6c 69 63 65"),
-    (Join(""), "10  00 00 00 00"),
+    (Join("alice"), "10  00 00 00 05  61 6c 69 63 65  bf f0 00 00 00 00 00 00"),
+    (Join("", since=0.0), "10  00 00 00 00  00 00 00 00 00 00 00 00"),
+    (Join("bob", since=1.5), "10  00 00 00 03  62 6f 62  3f f8 00 00 00 00 00 00"),
     (Say("hi"), "11  00 00 00 02  68 69"),
     (Say("é🎉"), "11  00 00 00 06  c3 a9 f0 9f 8e 89"),
     (Act("waves"), "12  00 00 00 05  77 61 76 65 73"),
@@ -181,7 +182,10 @@ NEG_INF = "ff f0 00 00 00 00 00 00"
     [
         pytest.param("", "chat-truncated", "truncated", id="empty"),
         pytest.param("15 00", "chat-malformed", "trailing", id="trailing-askwho"),
-        pytest.param("10 00 00 00 01 61 00", "chat-malformed", "trailing", id="trailing-join"),
+        pytest.param(
+            "10 00 00 00 01 61" + " 00" * 9, "chat-malformed", "trailing", id="trailing-join"
+        ),
+        pytest.param("10 00 00 00 01 61", "chat-truncated", "truncated", id="join-no-since"),
         pytest.param("22 00 00 ff", "chat-malformed", "trailing", id="trailing-roster"),
         pytest.param("00", "chat-type", "unknown", id="kind-00"),
         pytest.param("17 00 00 00 00", "chat-type", "0x17", id="kind-17"),

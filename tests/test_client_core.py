@@ -784,8 +784,8 @@ def test_plain_mode_refused_then_answered() -> None:
 
 def test_stats_count_bytes_and_datagrams() -> None:
     # Sizes with the 4-byte CRC trailer each frame ends in; a Data frame is 24 bytes
-    # and its chat payload: Join("") 5, Say("abc") 8, the reply Said("server", "de") 27.
-    client = connected()  # hello 15 out, welcome 27 in, join 29 out, its ack 31 in
+    # and its chat payload: Join("") 13, Say("abc") 8, the reply Said("server", "de") 27.
+    client = connected()  # hello 15 out, welcome 27 in, join 37 out, its ack 31 in
     client.send_text("abc", now=1.0)
     drain(client, 1.0)  # data 32 out
     feed(client, data(1, 0, "de"), SERVER, 1.5)  # 51 in
@@ -793,7 +793,7 @@ def test_stats_count_bytes_and_datagrams() -> None:
     client.close(now=1.8)
     drain(client, 1.8)  # bye 23 out
     stats = client.stats
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (5, 15 + 29 + 32 + 31 + 23)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (5, 15 + 37 + 32 + 31 + 23)
     assert (stats["datagrams_in"], stats["bytes_in"]) == (3, 27 + 31 + 51)
 
 
@@ -1185,3 +1185,16 @@ def test_commands_are_chat_messages_and_only_framed() -> None:
     client.close(2.0)
     with pytest.raises(LocalProtocolError):
         client.send(AskWho(), "/who", 2.0)
+
+
+def test_a_rejoin_asks_only_for_history_newer_than_what_it_saw() -> None:
+    pair = Pair(name="alice")
+    pair.connect()
+    pair.say("hi")
+    pair.now = 7.0
+    pair.server.reply("hello alice", pair.now)  # a Said at the server's time 7.0
+    pair.exchange()
+    pair.server = make_server(seed=5)  # restart: the next session joins again
+    pair.say("again")
+    joined = [f for f in pair.frames(from_client=True) if isinstance(f, Data) and f.seq == 0]
+    assert [chat_of(f) for f in joined] == [Join("alice"), Join("alice", since=7.0)]

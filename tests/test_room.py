@@ -1027,3 +1027,18 @@ def test_an_external_bus_applying_at_once_matches_the_local_bus(steps: list[Op])
         assert early_events + external.take_events() == local.take_events()
         assert external.members.keys() == local.members.keys()
         assert external.roster(now) == local.roster(now)
+
+
+def test_a_rejoin_gets_only_the_history_it_has_not_seen() -> None:
+    room = make_room()
+    room.join(1, addr(1), "alice", 0.0)
+    room.receive(1, Say("one"), 1.0)
+    room.receive(1, Say("two"), 2.0)
+    room.receive(1, Say("three"), 3.0)
+    room.take_deliveries()
+    room.join(2, addr(2), "bob", 4.0, since=WALL + 2.0)  # bob saw up to "two"
+    replay = [m.text for m in to(room.take_deliveries(), 2) if isinstance(m, Said)]
+    assert replay == ["three"]
+    room.join(3, addr(3), "carol", 5.0)  # a first join: all of it
+    replay = [m.text for m in to(room.take_deliveries(), 3) if isinstance(m, Said)]
+    assert replay == ["one", "two", "three"]

@@ -6,7 +6,9 @@ server's clock; clients show them in local time)::
 
     kind                     code  fields
     client to server
-      Join                   0x10  name str               first message of a session
+      Join                   0x10  name str, since f64    first message of a session;
+                                                          history newer than ``since``
+                                                          only (negative: all of it)
       Say                    0x11  text str               to the room
       Act                    0x12  text str               /me
       Whisper                0x13  to str, text str       /msg
@@ -75,9 +77,11 @@ class RefusedWhy(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Client: I am ``name`` (empty: name me by my address)."""
+    """Client: I am ``name`` (empty: name me by my address). ``since``: the time of the
+    newest message I have seen, so a rejoin replays only the history I missed."""
 
     name: str
+    since: float = -1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +215,9 @@ def encode_chat(message: ChatMessage) -> bytes:
     """The bytes of ``message``. Raises :class:`LocalProtocolError` on bad fields."""
     parts = [_U8.pack(_CODES[type(message)])]
     match message:
-        case Join(name=text) | Say(text=text) | Act(text=text) | Rename(name=text):
+        case Join(name=name, since=since):
+            parts += [_str(name), _time(since)]
+        case Say(text=text) | Act(text=text) | Rename(name=text):
             parts.append(_str(text))
         case Quit(reason=text) | Named(name=text):
             parts.append(_str(text))
@@ -301,7 +307,7 @@ def decode_chat_untrusted(data: bytes) -> ChatMessage:
     code = read.u8()
     message: ChatMessage
     if code == 0x10:
-        message = Join(read.str())
+        message = Join(read.str(), read.f64())
     elif code == 0x11:
         message = Say(read.str())
     elif code == 0x12:

@@ -83,6 +83,7 @@ class ClientCore(Endpoint):
         #: Set when the server turned us away for good (the room is full): why.
         self.refusal: str | None = None
         self._renaming = False
+        self._seen = -1.0  # the time of the newest message seen (-1: none), for a rejoin
         self._randbits = randbits
         self.state: State = "connected" if plain else "idle"
         self._style = PlainStyle()
@@ -293,6 +294,8 @@ class ClientCore(Endpoint):
             self._receive_chat(message)
 
     def _receive_chat(self, message: object) -> None:
+        if isinstance(message, Said):
+            self._seen = max(self._seen, message.time)
         match message:
             case Said(kind=SaidKind.REPLY, text=text):
                 self._emit(MessageReceived(self.server, text))
@@ -366,7 +369,7 @@ class ClientCore(Endpoint):
         self._emit(SessionStarted(self.server, reconnect=self._had_session))
         self._had_session = True
         self._answered()
-        session.send(None, encode_chat(Join(self.name)))
+        session.send(None, encode_chat(Join(self.name, self._seen)))
         queued, self._queue = self._queue, deque()
         for text, payload in queued:
             if session.send(text, payload) is None:

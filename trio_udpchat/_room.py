@@ -167,9 +167,20 @@ class Room:
         return key in self._by_name or key == name_key(self.operator)
 
     def join(
-        self, member_id: MemberId, address: Address, wanted: str, now: float, *, plain: bool = False
+        self,
+        member_id: MemberId,
+        address: Address,
+        wanted: str,
+        now: float,
+        *,
+        plain: bool = False,
+        since: float = -1.0,
     ) -> bool:
-        """Add a member asking to be called ``wanted``; ``False`` if the room is full."""
+        """Add a member asking to be called ``wanted``; ``False`` if the room is full.
+
+        A framed member gets the history newer than ``since`` (a rejoin after a
+        reconnect has seen the rest).
+        """
         if self._started is None:
             self._started = now
         if member_id in self.members:
@@ -196,7 +207,8 @@ class Room:
         if not plain:
             self._deliver(member_id, Named(name))
             for said in self._history:
-                self._deliver(member_id, said)
+                if said.time > since:
+                    self._deliver(member_id, said)
         crowd = len(self.members)
         self._publish(
             RoomPresence(member_id, PresenceKind.JOINED, name, "", self._wall(now), crowd)

@@ -296,8 +296,8 @@ class ServerCore(Endpoint):
             self._drop("too-long")
             return
         if session.id not in self.room.members:
-            wanted = message.name if isinstance(message, Join) else ""
-            if not self.room.join(session.id, session.peer, wanted, now):
+            wanted, since = (message.name, message.since) if isinstance(message, Join) else ("", -1)
+            if not self.room.join(session.id, session.peer, wanted, now, since=since):
                 self._room_full(session, now)
                 return
             if isinstance(message, Join):
