@@ -10,10 +10,10 @@ import argparse
 import getpass
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import trio
 
@@ -25,6 +25,7 @@ from ._udp import StartupError
 from ._version import __version__
 
 PROG = "trio-udpchat"
+_N = TypeVar("_N", int, float)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,44 +35,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port number {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port number {text!r}: must be 0-65535")
-    return port
+def _bounded(
+    convert: Callable[[str], _N], what: str, low: _N, high: _N, *, above_low: bool = False
+) -> Callable[[str], _N]:
+    """An argparse ``type``: ``convert`` the text, and keep it within ``low``-``high``."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if not low <= value <= high or (above_low and value == low):
+            bound = f"more than {low:g}" if above_low else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(
+                f"invalid {what} {text!r}: must be {bound} and at most {high:g}"
+            )
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
-    if not 0 < seconds < 86400:
-        raise argparse.ArgumentTypeError(f"{text!r} seconds is out of range (0-86400)")
-    return seconds
-
-
-def _count(text: str) -> int:
-    try:
-        count = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not 1 <= count <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (1-1000000)")
-    return count
-
-
-def _rate(text: str) -> float:
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}") from None
-    if not 0 <= rate <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 disables the limit)")
-    return rate
+_port = _bounded(int, "port number", 0, 65535)
+_seconds = _bounded(float, "number of seconds", 0.0, 86400.0, above_low=True)
+_count = _bounded(int, "number", 1, 1_000_000)
+_rate = _bounded(float, "rate (0 disables the limit)", 0.0, 1_000_000.0)
 
 
 def _name(text: str) -> str:
