@@ -20,7 +20,7 @@ import math
 import random
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from hypothesis import strategies as st
@@ -93,7 +93,14 @@ def seeded_values(count: int, seed: int) -> list[int]:
     return [draw(64) for _ in range(count)]
 
 
-def make_server(config: Config | None = None, seed: int = SEED) -> ServerCore:
+def make_server(
+    config: Config | None = None, seed: int = SEED, *, trust_plain: bool = True
+) -> ServerCore:
+    """A seeded server core. Plain-text peers are trusted (no amplification budget)
+    unless ``trust_plain`` is false: only the budget's own tests are about it."""
+    config = config or Config()
+    if trust_plain:
+        config = replace(config, plain_budget_factor=None)
     return ServerCore(config, randbits=seeded(seed))
 
 

@@ -153,7 +153,7 @@ def no_escapes(*results: Exit) -> None:
 
 
 def test_messages_cross_in_every_direction(launcher: Launcher) -> None:
-    server, port = launcher.server()
+    server, port = launcher.server("--trust-plain")  # the plain peer hears all
     alice = first_member(launcher, port, "alice")
     bob = next_member(launcher, port, "bob", alice, server)
     with udp_socket() as sock:
@@ -204,7 +204,7 @@ def test_messages_cross_in_every_direction(launcher: Launcher) -> None:
 
 
 def test_private_messages_and_who(launcher: Launcher) -> None:
-    server, port = launcher.server()
+    server, port = launcher.server("--trust-plain")  # the plain peer hears all
     alice = first_member(launcher, port, "alice")
     bob = next_member(launcher, port, "bob", alice, server)
     with udp_socket() as sock:
@@ -247,7 +247,7 @@ def test_private_messages_and_who(launcher: Launcher) -> None:
 
 
 def test_nick_clash_rename_and_quit_notices(launcher: Launcher) -> None:
-    server, port = launcher.server()
+    server, port = launcher.server("--trust-plain")  # the plain peer hears all
     alice = first_member(launcher, port, "alice")
     bob = next_member(launcher, port, "bob", alice, server)
     clash = launcher.client(port, "--nick", "Alice")

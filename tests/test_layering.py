@@ -17,6 +17,7 @@ CORE_MODULES = (
     "_plaintext",
     "_events",
     "_safe",
+    "_budget",
     "_names",
     "_chat",
     "_rtt",

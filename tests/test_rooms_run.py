@@ -461,7 +461,7 @@ async def test_rate_limit_zero_relays_everything(
 
 
 async def test_a_full_room_turns_the_next_client_away() -> None:
-    config = Config(max_clients=2)
+    config = Config(max_clients=2, plain_budget_factor=None)  # the plain peer hears "full"
     async with running() as nursery:
         room = await open_room(nursery, config)
         alice, bob = await join_all(nursery, room, "alice", "bob")
@@ -542,7 +542,7 @@ async def test_a_vanished_member_times_out(autojump_clock: trio.testing.MockCloc
 
 async def test_a_plain_text_peer_shares_the_room_as_text_lines() -> None:
     async with running() as nursery:
-        room = await open_room(nursery)
+        room = await open_room(nursery, Config(plain_budget_factor=None))  # --trust-plain
         alice, bob = await join_all(nursery, room, "alice", "bob")
         with udp_socket() as peer:
             await peer.bind((LOOPBACK, 0))

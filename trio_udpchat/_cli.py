@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="your name in the room (default: your login name)",
     )
     server.add_argument(
+        "--trust-plain",
+        action="store_true",
+        help="send plain-text peers all room traffic: they cannot prove their address, so"
+        " by default each gets at most 3x the bytes it sent (a trusted LAN only)",
+    )
+    server.add_argument(
         "--session-timeout",
         type=_seconds,
         default=defaults.session_expiry,
@@ -192,6 +198,7 @@ def _main(argv: Sequence[str] | None) -> int:
             max_clients=args.max_clients,
             rate_limit=args.rate_limit,
             rate_burst=max(1, round(2 * args.rate_limit)),
+            plain_budget_factor=None if args.trust_plain else Config().plain_budget_factor,
         )
         run = partial(
             run_server,

@@ -71,6 +71,11 @@ class Config:
     history_bytes: int = 65536
     #: A plain-text peer (it has no session to expire) leaves the room after this.
     plain_expiry: float = 600.0
+    #: A plain-text peer cannot prove its address: it gets at most this many times
+    #: the bytes received from that address over ``plain_budget_window`` seconds.
+    #: ``None``: no limit (``--trust-plain``, for a trusted LAN).
+    plain_budget_factor: float | None = 3.0
+    plain_budget_window: float = 60.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= min(self.reorder_window, 64):

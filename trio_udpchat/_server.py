@@ -7,6 +7,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ._budget import AmplificationBudget
 from ._chat import (
     Act,
     ClientMessage,
@@ -37,6 +38,19 @@ from ._plaintext import PlainStyle, plain_line, split_plaintext
 from ._room import MemberId, Room
 from ._session import Session
 from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
+
+
+class _PlainPeer:
+    """A plain-text peer: how it ends its lines, and what we may send it."""
+
+    __slots__ = ("budget", "style")
+
+    def __init__(self, config: Config) -> None:
+        self.style = PlainStyle()
+        factor = config.plain_budget_factor
+        self.budget = (
+            None if factor is None else AmplificationBudget(factor, config.plain_budget_window)
+        )
 
 
 class _Client:
@@ -73,7 +87,7 @@ class ServerCore(Endpoint):
         self.room = Room(self.config, name, wall_offset)
         self._clients: OrderedDict[int, _Client] = OrderedDict()  # least recently heard first
         self._by_addr: dict[Address, int] = {}
-        self._plain: OrderedDict[Address, PlainStyle] = OrderedDict()
+        self._plain: OrderedDict[Address, _PlainPeer] = OrderedDict()
         #: Recently ended sessions: id -> (the receiver's next seq, when it ended).
         self._ended: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._dirty: set[int] = set()  # sessions that may have something to send
@@ -129,19 +143,19 @@ class ServerCore(Endpoint):
             self._emit(NoRecipient(text, left=self._last_address))
         elif self._fits(target, text):
             self.room.operator_reply(target, text, now)
-            self._after_room()
+            self._after_room(now)
 
     def say_all(self, text: str, now: float) -> None:
         """``/all``: the operator speaks to the whole room."""
         if self._fits(None, text):
             self.room.operator_all(text, now)
-            self._after_room()
+            self._after_room(now)
 
     def say_to(self, name: str, text: str, now: float) -> None:
         """``/to NAME TEXT``: the operator speaks to one member."""
         if self._fits(None, text):
             self.room.operator_to(name, text, now)
-            self._after_room()
+            self._after_room(now)
 
     def who(self, now: float) -> None:
         """``/who``: list the room to the operator."""
@@ -180,7 +194,7 @@ class ServerCore(Endpoint):
     def handle_timer(self, now: float) -> None:
         """Expire silent sessions, give up on unresponsive ones, schedule retransmissions."""
         self.room.expire_plain(now)
-        self._after_room()
+        self._after_room(now)
         while self._clients:
             oldest = next(iter(self._clients.values()))
             if oldest.session.last_heard + self.config.session_expiry > now:
@@ -214,24 +228,38 @@ class ServerCore(Endpoint):
         return oldest.session.last_heard + self.config.session_expiry
 
     def _receive_plain(self, data: bytes, addr: Address, now: float) -> None:
-        style = self._plain.get(addr)
-        if style is None:
-            style = self._plain[addr] = PlainStyle()
+        peer = self._plain.get(addr)
+        if peer is None:
+            peer = self._plain[addr] = _PlainPeer(self.config)
             if len(self._plain) > self.config.max_peers:
                 forgotten, _ = self._plain.popitem(last=False)
                 self.room.leave(forgotten, "forgotten", now)
                 self.stats["peers_evicted"] += 1
         else:
             self._plain.move_to_end(addr)
-        style.observe(data)
+        peer.style.observe(data)
+        if peer.budget is not None:
+            peer.budget.received(len(data), now)
         for line in split_plaintext(data):
             if not self.room.plain_line(addr, line, now):
                 self._drop("room-full")
                 full = f"*** the room is full ({self.config.max_clients} members)"
-                self._send(style.encode(full), addr)
+                self._send_plain(addr, peer, full, now)
                 break
             self._last_speaker = self._last_address = addr
-        self._after_room()
+        self._after_room(now)
+
+    def _send_plain(self, addr: Address, peer: _PlainPeer, line: str, now: float) -> bool:
+        """Send ``line`` to a plain-text peer, within what its address has earned;
+        ``False`` if (some of) it was held back."""
+        sent_all = True
+        for chunk in _chunks(peer.style.encode(line), self.config.max_datagram):
+            if peer.budget is not None and not peer.budget.spend(len(chunk), now):
+                self.stats["dropped-out:amplification"] += 1
+                sent_all = False
+                continue
+            self._send(chunk, addr)
+        return sent_all
 
     def _receive_hello(self, nonce: int, addr: Address, now: float) -> None:
         known_id = self._by_addr.get(addr)
@@ -278,7 +306,7 @@ class ServerCore(Endpoint):
             self._end(client, "quit", "the client left before it was acknowledged", now)
             return
         self._dirty.add(session.id)
-        self._after_room()
+        self._after_room(now)
 
     def _receive_chat(self, session: Session, payload: bytes, now: float) -> None:
         try:
@@ -313,44 +341,52 @@ class ServerCore(Endpoint):
         session.send(None, encode_chat(Refused(RefusedWhy.ROOM_FULL, text)))
         self._dirty.add(session.id)
 
-    def _after_room(self) -> None:
+    def _after_room(self, now: float) -> None:
         """Send what the room decided, and show the operator what it should see."""
         for member_id, message in self.room.take_deliveries():
-            self._deliver(member_id, message)
+            self._deliver(member_id, message, now)
         for event in self.room.take_events():
             self._emit(event)
 
-    def _deliver(self, member_id: MemberId, message: ServerMessage) -> None:
+    def _deliver(self, member_id: MemberId, message: ServerMessage, now: float) -> None:
         if isinstance(member_id, int):
             client = self._clients.get(member_id)
             if client is None:
                 return
             # Reports (not delivered, --receipts) only for what the operator typed.
-            mine = None
-            if (
-                isinstance(message, Said)
-                and message.sender == self.room.operator
-                and not message.history  # a replay of /all is not the operator again
-            ):
-                mine = message.text
+            mine = self._typed_by_operator(message)
             if client.session.send(mine, encode_chat(message)) is None:
                 self.stats["send-queue-full"] += 1
                 if mine is not None:
                     self._emit(NotDelivered(mine, "the send queue is full"))
             self._dirty.add(member_id)
         else:
-            style = self._plain.get(member_id)
+            peer = self._plain.get(member_id)
             line = plain_line(message)
-            if style is not None and line is not None:
-                for chunk in _chunks(style.encode(line), self.config.max_datagram):
-                    self._send(chunk, member_id)
+            if peer is None or line is None or self._send_plain(member_id, peer, line, now):
+                return
+            mine = self._typed_by_operator(message)
+            if mine is not None:
+                why = "an unverified address gets at most 3x what it sent (--trust-plain)"
+                self._emit(NotDelivered(mine, why))
+
+    def _typed_by_operator(self, message: ServerMessage) -> str | None:
+        """The text, if ``message`` is something the operator typed (a replay of /all
+        in a newcomer's history is not the operator speaking again)."""
+        if (
+            isinstance(message, Said)
+            and message.sender == self.room.operator
+            and not message.history
+        ):
+            return message.text
+        return None
 
     def _fits(self, target: MemberId | None, text: str) -> bool:
         """Whether the operator's ``text`` can be sent; if not, say so."""
         size = len(self._utf8(text))
         if target is not None and not isinstance(target, int):
-            style = self._plain.get(target)
-            overhead = len((style or PlainStyle()).encode(""))
+            peer = self._plain.get(target)
+            overhead = len((peer.style if peer else PlainStyle()).encode(""))
             limit = self.config.max_datagram - overhead
         else:
             limit = self.config.max_message
@@ -384,7 +420,7 @@ class ServerCore(Endpoint):
                 self._emit(NotDelivered(message.text, undelivered))
         self._emit(PeerLeft(session.peer, why))
         self.room.leave(session.id, why, now)
-        self._after_room()
+        self._after_room(now)
 
 
 def _speaks(message: ClientMessage) -> bool:

@@ -1,0 +1,81 @@
+"""The amplification budget for addresses that cannot prove themselves (RFC 9000 §8)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.core_helpers import drain, make_server
+from trio_udpchat import Config, NotDelivered
+from trio_udpchat._budget import AmplificationBudget
+
+PEER = ("198.51.100.9", 4000)
+
+
+def test_at_most_three_times_what_was_received() -> None:
+    budget = AmplificationBudget(3.0, 60.0)
+    budget.received(10, 0.0)
+    assert budget.spend(30, 0.0)
+    assert not budget.spend(1, 0.5)
+    budget.received(1, 1.0)
+    assert budget.spend(3, 1.0)
+    assert not budget.spend(1, 1.0)
+
+
+def test_the_window_slides() -> None:
+    budget = AmplificationBudget(3.0, 60.0)
+    budget.received(10, 0.0)
+    assert budget.spend(30, 0.0)
+    budget.received(10, 30.0)
+    assert budget.spend(30, 59.0)  # 20 in: 60 may go, 30 had gone
+    assert not budget.spend(1, 59.0)
+    # At 60 s the first second falls out: 10 in and 60 out remain, so nothing more.
+    assert not budget.spend(1, 60.0)
+    # At 90 s the second second falls out too: nothing in, nothing may go.
+    assert not budget.spend(1, 90.5)
+
+
+@settings(max_examples=max(200, settings().max_examples))
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 2000), st.floats(0, 5)), max_size=60))
+def test_never_more_than_the_factor_within_any_window(
+    steps: list[tuple[bool, int, float]],
+) -> None:
+    budget = AmplificationBudget(3.0, 60.0)
+    now = 0.0
+    events: list[tuple[float, int, int]] = []  # time, in, out
+    for incoming, size, delay in steps:
+        now += delay
+        if incoming:
+            budget.received(size, now)
+            events.append((now, size, 0))
+        elif budget.spend(size, now):
+            events.append((now, 0, size))
+        # Over the budget's own buckets (whole seconds), out never exceeds 3x in.
+        start = int(now) - 59
+        window = [(i, o) for t, i, o in events if int(t) >= start]
+        assert sum(o for _, o in window) <= 3 * sum(i for i, _ in window)
+
+
+def test_a_spoofed_plain_datagram_cannot_make_the_server_an_amplifier() -> None:
+    server = make_server(Config(), trust_plain=False)
+    server.receive_datagram(b"hi", PEER, 0.0)  # 2 bytes "from" a victim
+    server.reply("x" * 100, 0.1)  # the operator answers the last speaker
+    assert drain(server, 0.1) == []
+    assert server.pop_events()[-1] == NotDelivered(
+        "x" * 100, "an unverified address gets at most 3x what it sent (--trust-plain)"
+    )
+    assert server.stats["dropped-out:amplification"] == 1
+
+
+def test_the_classic_exchange_fits_the_budget() -> None:
+    server = make_server(Config(), trust_plain=False)
+    server.receive_datagram(b"Hello, server!", PEER, 0.0)
+    server.reply("Hello, client!", 0.1)
+    assert drain(server, 0.1) == [(b"Hello, client!", PEER)]
+
+
+def test_trust_plain_lifts_the_budget() -> None:
+    server = make_server(Config(plain_budget_factor=None), trust_plain=False)
+    server.receive_datagram(b"hi", PEER, 0.0)
+    server.reply("x" * 100, 0.1)
+    assert drain(server, 0.1) == [(b"x" * 100, PEER)]
