@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.core_helpers import drain, make_server
+from tests.core_helpers import drain, feed, frames_out, make_server
 from trio_udpchat import Config, NotDelivered
 from trio_udpchat._budget import AmplificationBudget
+from trio_udpchat._wire import Hello, Welcome
 
 PEER = ("198.51.100.9", 4000)
 
@@ -79,3 +80,26 @@ def test_trust_plain_lifts_the_budget() -> None:
     server.receive_datagram(b"hi", PEER, 0.0)
     server.reply("x" * 100, 0.1)
     assert drain(server, 0.1) == [(b"x" * 100, PEER)]
+
+
+def test_hellos_from_one_ip_are_rate_limited_whatever_the_port() -> None:
+    server = make_server(Config(hello_rate=20.0, hello_burst=5))
+    for port in range(6):
+        feed(server, Hello(port), ("198.51.100.1", 5000 + port), 0.0)
+    welcomes = [frame for frame, _ in frames_out(server, 0.0) if isinstance(frame, Welcome)]
+    assert len(welcomes) == 5
+    assert server.stats["dropped:hello-rate"] == 1
+    assert server.session_count == 5
+    feed(server, Hello(99), ("198.51.100.2", 5000), 0.0)  # another address: its own budget
+    feed(server, Hello(98), ("198.51.100.1", 6000), 0.05)  # one more token after 50 ms
+    assert len(frames_out(server, 0.05)) == 2
+
+
+def test_a_hello_flood_cannot_evict_the_real_members() -> None:
+    server = make_server(Config(max_peers=8))  # the flood fills the rest, then is refused
+    feed(server, Hello(1), ("192.0.2.10", 1000), 0.0)
+    for i in range(10_000):  # one IP, many ports, within a second
+        feed(server, Hello(i + 2), ("198.51.100.66", 1024 + i % 60_000), i / 10_000)
+    assert ("192.0.2.10", 1000) in server._by_addr
+    assert server.session_count == 8
+    assert server.stats["dropped:hello-rate"] >= 10_000 - 25

@@ -547,21 +547,18 @@ def test_lone_surrogate_in_a_framed_reply_is_a_local_error() -> None:
 # -- memory bound ---------------------------------------------------------------------
 
 
-def test_max_peers_bounds_sessions_evicting_the_least_recently_heard() -> None:
+def test_max_peers_refuses_a_new_session_rather_than_evict_a_member() -> None:
     server = make_server(Config(max_peers=2))
     first = join(server, A, nonce=1, now=0.0)
     join(server, B, nonce=2, now=1.0)
-    feed(server, Ack(first, 0, 0, 0), A, 2.0)  # A is heard again: B is now the oldest
-    join(server, C, nonce=3, now=3.0)
-    assert server.pop_events() == [
-        PeerJoined(A),
-        PeerJoined(B),
-        PeerLeft(B, "timed out"),
-        PeerJoined(C),
-    ]
-    assert (server.session_count, server.stats["peers_evicted"]) == (2, 1)
-    feed(server, Ack(first, 1, 0, 0), A, 4.0)
-    assert drain(server, 4.0) == []  # A's session survived
+    feed(server, Hello(3), C, 3.0)
+    assert drain(server, 3.0) == []  # no welcome, no state
+    assert server.pop_events() == [PeerJoined(A), PeerJoined(B)]
+    assert (server.session_count, server.stats["dropped:sessions-full"]) == (2, 1)
+    feed(server, Ack(first, 0, 0, 0), A, 4.0)
+    assert drain(server, 4.0) == []  # A's session is intact
+    feed(server, Hello(4), A, 5.0)  # a member reconnecting replaces its own session
+    assert [type(f) for f, _ in frames_out(server, 5.0)] == [Welcome]
 
 
 def test_max_peers_bounds_plain_peers() -> None:
@@ -579,9 +576,9 @@ def test_max_peers_bounds_plain_peers() -> None:
 def test_max_peers_bounds_sessions_and_plain_peers_each() -> None:
     server = make_server(Config(max_peers=3))
     for i in range(5):
-        join(server, ("198.51.100.2", 2000 + i))
-        server.receive_datagram(b"hi", ("198.51.100.1", 1000 + i), 1.0)
-        drain(server, 1.0)  # the room's lines to the other plain peers
+        feed(server, Hello(i), ("198.51.100.2", 2000 + i), float(i))  # 3 welcomed, 2 refused
+        server.receive_datagram(b"hi", ("198.51.100.1", 1000 + i), float(i))
+        drain(server, float(i))  # welcomes, and the room's lines to the other plain peers
     assert server.session_count == 3
     assert server.peer_count == 6  # three sessions and three plain peers
 

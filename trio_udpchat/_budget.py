@@ -1,4 +1,5 @@
-"""How much the server may send to an address it cannot trust (QUIC's rule, RFC 9000 §8).
+"""Budgets: how much the server may send to an address it cannot trust (QUIC's rule,
+RFC 9000 §8), and how often something may happen (a token bucket).
 
 A plain-text peer never proves it owns its address: anyone can send a datagram
 that claims it. So the server sends such an address at most ``factor`` times
@@ -43,3 +44,26 @@ class AmplificationBudget:
         if not self._buckets or self._buckets[-1][0] != second:
             self._buckets.append([second, 0, 0])
         return self._buckets[-1]
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` per second sustained, ``burst`` at once (rate 0: no limit)."""
+
+    __slots__ = ("_at", "_burst", "_rate", "_tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(max(burst, 1))
+        self._tokens = self._burst
+        self._at = now
+
+    def allow(self, now: float) -> bool:
+        """Whether one more is allowed at ``now``; if so, it is counted."""
+        if self._rate <= 0:
+            return True
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

@@ -44,6 +44,11 @@ class Config:
     #: A packet is retransmitted at once after this many acks skip over it.
     fast_retransmit_after: int = 3
 
+    #: Hellos one IP address may send per second, sustained and in a burst (WireGuard's
+    #: numbers): a flood of handshakes cannot churn the server's sessions.
+    hello_rate: float = 20.0
+    hello_burst: int = 5
+
     #: The client sends a keepalive after this long without sending anything.
     keepalive_after: float = 15.0
     #: The server forgets a session after this long without a valid datagram.
@@ -57,8 +62,8 @@ class Config:
     linger: float = 0.75
     #: How long the goodbye may take on shutdown (shielded from cancellation).
     goodbye_timeout: float = 0.25
-    #: Sessions a server holds, and plain-text peers it remembers (each bounded
-    #: by this); the least recently heard goes first.
+    #: Sessions a server holds (a hello beyond is refused), and plain-text peers it
+    #: remembers (the least recently heard forgotten first).
     max_peers: int = 1024
 
     #: Members of the room (framed clients and plain-text peers together).

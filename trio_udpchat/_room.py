@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from ._budget import TokenBucket
 from ._chat import (
     Act,
     AskWho,
@@ -93,28 +94,6 @@ PRESENCE: Final = {
 }
 
 
-class _Bucket:
-    """A token bucket: ``rate`` per second sustained, ``burst`` at once."""
-
-    __slots__ = ("_at", "_burst", "_rate", "_tokens")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self._rate = rate
-        self._burst = float(max(burst, 1))
-        self._tokens = self._burst
-        self._at = now
-
-    def allow(self, now: float) -> bool:
-        if self._rate <= 0:
-            return True
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
-
-
 @dataclass(slots=True)
 class Member:
     """Someone in the room."""
@@ -124,7 +103,7 @@ class Member:
     address: Address
     plain: bool
     last_spoke: float
-    bucket: _Bucket
+    bucket: TokenBucket
 
 
 class Room:
@@ -198,7 +177,7 @@ class Room:
             address,
             plain,
             now,
-            _Bucket(self.config.rate_limit, self.config.rate_burst, now),
+            TokenBucket(self.config.rate_limit, self.config.rate_burst, now),
         )
         self.members[member_id] = member
         self._by_name[name_key(name)] = member_id

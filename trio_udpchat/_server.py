@@ -7,7 +7,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ._budget import AmplificationBudget
+from ._budget import AmplificationBudget, TokenBucket
 from ._chat import (
     Act,
     ClientMessage,
@@ -68,8 +68,8 @@ class ServerCore(Endpoint):
 
     The operator's :meth:`reply` goes to whoever spoke last, as in the classic
     demo. Sessions expire after ``config.session_expiry`` of silence; at most
-    ``config.max_peers`` sessions and as many plain peers are remembered, the
-    least recently heard going first.
+    ``config.max_peers`` sessions are held (a hello beyond that is refused) and
+    as many plain peers remembered (the least recently heard forgotten first).
     """
 
     def __init__(
@@ -88,6 +88,8 @@ class ServerCore(Endpoint):
         self._clients: OrderedDict[int, _Client] = OrderedDict()  # least recently heard first
         self._by_addr: dict[Address, int] = {}
         self._plain: OrderedDict[Address, _PlainPeer] = OrderedDict()
+        #: Hello rate per IP address, the least recently seen forgotten first.
+        self._hellos: OrderedDict[str, TokenBucket] = OrderedDict()
         #: Recently ended sessions: id -> (the receiver's next seq, when it ended).
         self._ended: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._dirty: set[int] = set()  # sessions that may have something to send
@@ -261,7 +263,23 @@ class ServerCore(Endpoint):
             self._send(chunk, addr)
         return sent_all
 
+    def _hello_allowed(self, addr: Address, now: float) -> bool:
+        host = str(addr[0])
+        bucket = self._hellos.get(host)
+        if bucket is None:
+            bucket = self._hellos[host] = TokenBucket(
+                self.config.hello_rate, self.config.hello_burst, now
+            )
+            if len(self._hellos) > 4 * self.config.max_peers:
+                self._hellos.popitem(last=False)
+        else:
+            self._hellos.move_to_end(host)
+        return bucket.allow(now)
+
     def _receive_hello(self, nonce: int, addr: Address, now: float) -> None:
+        if not self._hello_allowed(addr, now):
+            self._drop("hello-rate")
+            return
         known_id = self._by_addr.get(addr)
         known = None if known_id is None else self._clients[known_id]
         if known is not None and known.nonce == nonce:
@@ -270,6 +288,11 @@ class ServerCore(Endpoint):
             return
         if known is not None:
             self._end(known, "reconnected", "the client reconnected", now)
+        if len(self._clients) >= self.config.max_peers:
+            # Full: refuse the newcomer rather than evict a member (a flood of hellos
+            # must not push out the people already here).
+            self._drop("sessions-full")
+            return
         session_id = self._randbits(64)
         while session_id in self._clients:
             session_id = self._randbits(64)
@@ -277,10 +300,6 @@ class ServerCore(Endpoint):
             Session(session_id, addr, self.config, now, self.stats), nonce
         )
         self._by_addr[addr] = session_id
-        if len(self._clients) > self.config.max_peers:
-            self.stats["peers_evicted"] += 1
-            oldest = next(iter(self._clients.values()))
-            self._end(oldest, "timed out", "the client was evicted", now)
         self._emit(PeerJoined(addr))
         self._send_frame(Welcome(nonce, session_id, self._expiry_ms), addr)
 
