@@ -103,3 +103,20 @@ def test_a_hello_flood_cannot_evict_the_real_members() -> None:
     assert ("192.0.2.10", 1000) in server._by_addr
     assert server.session_count == 8
     assert server.stats["dropped:hello-rate"] >= 10_000 - 25
+
+
+def test_plain_lines_from_one_ip_are_rate_limited_whatever_the_port() -> None:
+    server = make_server(Config(plain_rate=20.0, plain_burst=40, rate_limit=0))
+    for i in range(100):  # a burst from 100 ports of one host
+        server.receive_datagram(b"spam", ("198.51.100.5", 2000 + i), 0.0)
+    assert len(server.room.members) == 40
+    assert server.stats["dropped:plain-rate"] == 60
+    server.receive_datagram(b"hello", ("198.51.100.6", 2000), 0.0)  # another host
+    assert len(server.room.members) == 41
+
+
+def test_no_plain_rate_limit_when_plain_peers_are_trusted() -> None:
+    server = make_server(Config(plain_rate=0, rate_limit=0))
+    for i in range(100):
+        server.receive_datagram(b"hi", ("198.51.100.5", 2000 + i), 0.0)
+    assert len(server.room.members) == 100

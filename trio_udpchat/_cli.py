@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--trust-plain",
         action="store_true",
-        help="send plain-text peers all room traffic: they cannot prove their address, so"
-        " by default each gets at most 3x the bytes it sent (a trusted LAN only)",
+        help="trust plain-text peers: they cannot prove their address, so by default each"
+        " gets at most 3x the bytes it sent, and one IP address may send at most 20"
+        " lines a second (a trusted LAN only)",
     )
     server.add_argument(
         "--session-timeout",
@@ -199,6 +200,7 @@ def _main(argv: Sequence[str] | None) -> int:
             rate_limit=args.rate_limit,
             rate_burst=max(1, round(2 * args.rate_limit)),
             plain_budget_factor=None if args.trust_plain else Config().plain_budget_factor,
+            plain_rate=0.0 if args.trust_plain else Config().plain_rate,
         )
         run = partial(
             run_server,

@@ -48,6 +48,10 @@ class Config:
     #: numbers): a flood of handshakes cannot churn the server's sessions.
     hello_rate: float = 20.0
     hello_burst: int = 5
+    #: Plain-text datagrams one IP address may send per second, whatever the port
+    #: (0: no limit, as for a trusted LAN with --trust-plain).
+    plain_rate: float = 20.0
+    plain_burst: int = 40
 
     #: The client sends a keepalive after this long without sending anything.
     keepalive_after: float = 15.0

@@ -88,8 +88,9 @@ class ServerCore(Endpoint):
         self._clients: OrderedDict[int, _Client] = OrderedDict()  # least recently heard first
         self._by_addr: dict[Address, int] = {}
         self._plain: OrderedDict[Address, _PlainPeer] = OrderedDict()
-        #: Hello rate per IP address, the least recently seen forgotten first.
+        #: Hellos, and plain-text datagrams, per IP address: the least recent forgotten.
         self._hellos: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._plain_rates: OrderedDict[str, TokenBucket] = OrderedDict()
         #: Recently ended sessions: id -> (the receiver's next seq, when it ended).
         self._ended: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._dirty: set[int] = set()  # sessions that may have something to send
@@ -230,6 +231,14 @@ class ServerCore(Endpoint):
         return oldest.session.last_heard + self.config.session_expiry
 
     def _receive_plain(self, data: bytes, addr: Address, now: float) -> None:
+        config = self.config
+        if not self._per_ip_allowed(
+            self._plain_rates, addr, config.plain_rate, config.plain_burst, now
+        ):
+            # Every port is a new plain member: without a per-address limit, one host
+            # could flood the room (and every member's queue) from many ports.
+            self._drop("plain-rate")
+            return
         peer = self._plain.get(addr)
         if peer is None:
             peer = self._plain[addr] = _PlainPeer(self.config)
@@ -263,21 +272,28 @@ class ServerCore(Endpoint):
             self._send(chunk, addr)
         return sent_all
 
-    def _hello_allowed(self, addr: Address, now: float) -> bool:
+    def _per_ip_allowed(
+        self,
+        table: OrderedDict[str, TokenBucket],
+        addr: Address,
+        rate: float,
+        burst: int,
+        now: float,
+    ) -> bool:
+        """One token bucket per IP address (whatever the port), least recent forgotten."""
         host = str(addr[0])
-        bucket = self._hellos.get(host)
+        bucket = table.get(host)
         if bucket is None:
-            bucket = self._hellos[host] = TokenBucket(
-                self.config.hello_rate, self.config.hello_burst, now
-            )
-            if len(self._hellos) > 4 * self.config.max_peers:
-                self._hellos.popitem(last=False)
+            bucket = table[host] = TokenBucket(rate, burst, now)
+            if len(table) > 4 * self.config.max_peers:
+                table.popitem(last=False)
         else:
-            self._hellos.move_to_end(host)
+            table.move_to_end(host)
         return bucket.allow(now)
 
     def _receive_hello(self, nonce: int, addr: Address, now: float) -> None:
-        if not self._hello_allowed(addr, now):
+        config = self.config
+        if not self._per_ip_allowed(self._hellos, addr, config.hello_rate, config.hello_burst, now):
             self._drop("hello-rate")
             return
         known_id = self._by_addr.get(addr)
