@@ -25,8 +25,14 @@ def launcher() -> Iterator[Launcher]:
 
 
 def start_relay(launcher: Launcher, upstream_port: int) -> int:
-    """A relay dropping 20%, duplicating 5%, delaying 0-30 ms (reordering); its port."""
-    link = ["--loss", "0.2", "--duplicate", "0.05", "--delay", "0", "0.03", "--seed", "3"]
+    """A relay dropping 10%, duplicating 5%, delaying 0-30 ms (reordering); its port.
+
+    10%, not the 20% of the virtual-clock test in test_lossy.py: with real timing
+    the seeded relay's choices vary run to run, and at 20% each way a packet among
+    the 100+ here fails all 8 of its sends in a few percent of runs (the protocol
+    then reports it not delivered, which is correct, but the test would be flaky).
+    """
+    link = ["--loss", "0.1", "--duplicate", "0.05", "--delay", "0", "0.03", "--seed", "3"]
     link += ["--lifetime", "60"]
     relay = subprocess.Popen(
         [
