@@ -271,13 +271,12 @@ class ClientCore(Endpoint):
         return max(oldest, session.last_heard) + self.config.server_silent_after
 
     def _send_plain(self, text: str) -> None:
-        data = self._style.encode(text)
-        if len(data) > self.config.max_datagram:
-            overhead = len(data) - len(text.encode("utf-8", errors="replace"))
-            limit = self.config.max_datagram - overhead
-            self._emit(MessageTooLong(text, len(data) - overhead, limit))
+        size = len(text.encode("utf-8", errors="replace"))
+        limit = self._style.text_limit(self.config.max_datagram)
+        if size > limit:
+            self._emit(MessageTooLong(text, size, limit))
         else:
-            self._send(data, self.server)
+            self._send(self._style.encode(text), self.server)
 
     def _receive_session_frame(self, session: Session, frame: Data | Ack, now: float) -> None:
         arrivals = session.accept(frame, self.server, now)

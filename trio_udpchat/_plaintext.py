@@ -44,6 +44,10 @@ class PlainStyle:
         else:
             self.ending = ""
 
+    def text_limit(self, max_datagram: int) -> int:
+        """The most bytes of text one datagram to this peer can carry."""
+        return max_datagram - len(self.ending)
+
     def encode(self, text: str) -> bytes:
         """The datagram that carries ``text`` to this peer."""
         return (text + self.ending).encode("utf-8", errors="replace")

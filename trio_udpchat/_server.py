@@ -421,8 +421,7 @@ class ServerCore(Endpoint):
         size = len(self._utf8(text))
         if target is not None and not isinstance(target, int):
             peer = self._plain.get(target)
-            overhead = len((peer.style if peer else PlainStyle()).encode(""))
-            limit = self.config.max_datagram - overhead
+            limit = (peer.style if peer else PlainStyle()).text_limit(self.config.max_datagram)
         else:
             limit = self.config.max_message
         if size > limit:
