@@ -48,21 +48,27 @@ from trio_udpchat._chat import (
 )
 from trio_udpchat._client import ClientCore
 from trio_udpchat._config import Config
+from trio_udpchat._crypto import RoomKey, Sealer
 from trio_udpchat._endpoint import Endpoint
 from trio_udpchat._events import Address, MessageTooLong
 from trio_udpchat._names import address_name
+from trio_udpchat._sealed import open_frame_untrusted, prove, sealing
 from trio_udpchat._server import ServerCore
 from trio_udpchat._session import Session
 from trio_udpchat._wire import (
     DATA_OVERHEAD,
     FLAG_MORE,
+    SEALED,
     Ack,
+    Challenge,
     Data,
+    Denied,
     Frame,
     Hello,
     Welcome,
     decode_frame_untrusted,
     encode_frame,
+    frame_type,
 )
 
 _T = TypeVar("_T")
@@ -93,15 +99,38 @@ def seeded_values(count: int, seed: int) -> list[int]:
     return [draw(64) for _ in range(count)]
 
 
+#: A room key for tests (deriving a real one takes Argon2id's time; see test_crypto).
+ROOM_KEY = RoomKey(bytes(range(16)), bytes(range(100, 132)))
+#: A different key under the same salt: what a wrong passphrase gives.
+WRONG_KEY = RoomKey(ROOM_KEY.salt, bytes(range(200, 232)))
+
+
 def make_server(
-    config: Config | None = None, seed: int = SEED, *, trust_plain: bool = True
+    config: Config | None = None,
+    seed: int = SEED,
+    *,
+    trust_plain: bool = True,
+    key: RoomKey | None = None,
+    allow_plain: bool = False,
 ) -> ServerCore:
     """A seeded server core. Plain-text peers are trusted (no amplification budget)
     unless ``trust_plain`` is false: only the budget's own tests are about it."""
     config = config or Config()
     if trust_plain:
         config = replace(config, plain_budget_factor=None)
-    return ServerCore(config, randbits=seeded(seed))
+    return ServerCore(config, randbits=seeded(seed), key=key, allow_plain=allow_plain)
+
+
+def open_any(data: bytes, key: RoomKey | None = None) -> Frame:
+    """Decode ``data``, clear or (under ``key``, by default :data:`ROOM_KEY`) sealed."""
+    if frame_type(data) == SEALED:
+        return open_frame_untrusted(data, (key or ROOM_KEY).key)
+    return decode_frame_untrusted(data)
+
+
+def seal(frame: Frame, key: RoomKey = ROOM_KEY, seed: int = SEED + 3) -> bytes:
+    """``frame`` sealed under ``key`` (a fresh sealer each time: nonces differ by seed)."""
+    return sealing(Sealer(key.key, seeded(seed)))(frame)
 
 
 def make_client(
@@ -222,13 +251,17 @@ def drain(core: Endpoint, now: float) -> list[tuple[bytes, Address]]:
 
 
 def frames_out(core: Endpoint, now: float) -> list[tuple[Frame, Address]]:
-    """What the core sends at ``now``, decoded (every datagram must be a frame)."""
-    return [(decode_frame_untrusted(data), addr) for data, addr in drain(core, now)]
+    """What the core sends at ``now``, decoded (every datagram must be a frame; sealed
+    ones are opened with :data:`ROOM_KEY`)."""
+    return [(open_any(data), addr) for data, addr in drain(core, now)]
 
 
 def feed(core: ServerCore | ClientCore, frame: Frame, addr: Address, now: float) -> None:
-    """Deliver ``frame`` to ``core`` as if it came from ``addr``."""
-    core.receive_datagram(encode_frame(frame), addr, now)
+    """Deliver ``frame`` to ``core`` as if it came from ``addr``: sealed under
+    :data:`ROOM_KEY` if the core expects sealed frames and ``frame`` may be sealed."""
+    handshake = isinstance(frame, Hello | Challenge | Denied)
+    data = seal(frame) if core._sealed_only and not handshake else encode_frame(frame)
+    core.receive_datagram(data, addr, now)
 
 
 def run_timers(core: Endpoint, until: float) -> list[tuple[float, list[tuple[bytes, Address]]]]:
@@ -306,10 +339,31 @@ def check_plain_limit(send: Send, core: Endpoint, char: str, limit: int, to: Add
 # -- one core, frame by frame ------------------------------------------------------
 
 
-def join(server: ServerCore, addr: Address, nonce: int = 5, now: float = 0.0) -> int:
-    """Say hello to ``server`` from ``addr``; return the session its welcome grants."""
+def challenge(server: ServerCore, addr: Address, nonce: int = 5, now: float = 0.0) -> Challenge:
+    """Say a first hello to ``server`` from ``addr``; return the challenge it answers with."""
     feed(server, Hello(nonce), addr, now)
-    [(welcome, to)] = frames_out(server, now)
+    [(reply, to)] = frames_out(server, now)
+    assert isinstance(reply, Challenge)
+    assert (reply.nonce, to) == (nonce, addr)
+    return reply
+
+
+def answer(
+    server: ServerCore, addr: Address, nonce: int = 5, now: float = 0.0, key: RoomKey = ROOM_KEY
+) -> list[tuple[Frame, Address]]:
+    """Say hello to ``server`` from ``addr`` and answer its challenge (with a proof
+    under ``key`` if it asks for one); return what the server sends then."""
+    cookie = challenge(server, addr, nonce, now).cookie
+    hello = Hello(nonce, cookie)
+    if server.encrypted:
+        hello = prove(hello, Sealer(key.key, seeded(SEED + 7)))
+    feed(server, hello, addr, now)
+    return frames_out(server, now)
+
+
+def join(server: ServerCore, addr: Address, nonce: int = 5, now: float = 0.0) -> int:
+    """:func:`answer`; return the session the server's welcome grants."""
+    [(welcome, to)] = answer(server, addr, nonce, now)
     assert isinstance(welcome, Welcome)
     assert (welcome.nonce, to) == (nonce, addr)
     return welcome.session
@@ -370,7 +424,7 @@ class Hop:
     delivered: bool
 
     def frame(self) -> Frame:
-        return decode_frame_untrusted(self.data)
+        return open_any(self.data)
 
 
 class Pair:
@@ -470,7 +524,7 @@ class Pair:
         ]
 
 
-def sealed(data: bytes) -> bytes:
+def checksummed(data: bytes) -> bytes:
     """``data`` with a correct CRC-32 trailer, so a check past the checksum is what fails."""
     return data + zlib.crc32(data).to_bytes(4, "big")
 
@@ -483,7 +537,7 @@ class InOrder:
     payload: bytes
 
     def frame(self, session: Session) -> Data:
-        pn = session._highest_pn + 1  # newer than anything the session has seen
+        pn = session._replay.highest + 1  # newer than anything the session has seen
         seq = session.receiver.next_seq
         return Data(session.id, pn % 2**32, seq % 2**32, 0, self.payload)
 

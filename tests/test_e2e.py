@@ -35,6 +35,7 @@ from tests.e2e_helpers import (
     udp_socket,
 )
 from trio_udpchat import Config, __version__
+from trio_udpchat._render import NOT_ENCRYPTED
 
 pytestmark = pytest.mark.e2e
 
@@ -201,15 +202,17 @@ def test_server_without_input_serves_until_signalled(
     client.eof().assert_clean(within=SHUTDOWN_LIMIT)
     result = server.interrupt(signum)
     result.assert_clean(within=SHUTDOWN_LIMIT)
-    assert result.stderr == ""
+    assert result.stderr.splitlines() == [NOT_ENCRYPTED]  # said once, on stderr
+    assert client.stderr.seen().decode().splitlines() == [NOT_ENCRYPTED]
 
 
 def test_server_with_stdin_at_eof_stops_and_says_why(launcher: Launcher) -> None:
     server, _ = launcher.server(stdin=False)
     result = server.end()
     result.assert_clean()
-    assert "--no-input" in result.stderr
-    assert len(result.stderr.splitlines()) == 1
+    [notice, why] = result.stderr.splitlines()
+    assert notice == NOT_ENCRYPTED
+    assert "--no-input" in why
 
 
 # -- plain-text peers ----------------------------------------------------------

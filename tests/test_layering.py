@@ -14,6 +14,10 @@ CORE_MODULES = (
     "_errors",
     "_config",
     "_wire",
+    "_crypto",
+    "_cookie",
+    "_replay",
+    "_sealed",
     "_plaintext",
     "_events",
     "_safe",
@@ -30,7 +34,9 @@ CORE_MODULES = (
 )
 #: Modules no core module may reach: the Trio layer and the CLI.
 #: (``_commands`` parses typed lines for ``_run``: the terminal's business, not the protocol's.)
-UPPER_MODULES = frozenset({"_udp", "_run", "_cli", "_terminal", "_render", "_commands"})
+UPPER_MODULES = frozenset(
+    {"_udp", "_run", "_cli", "_terminal", "_render", "_commands", "_passphrase"}
+)
 #: Modules outside both layers: re-exports, the entry point, the version string.
 OTHER_MODULES = frozenset({"__init__", "__main__", "_version"})
 #: Top-level packages the core may not import (I/O, clocks, event loops).

@@ -582,7 +582,7 @@ def test_session_roams_to_the_newest_datagram_only() -> None:
 
 def test_session_roams_across_the_pn_wrap() -> None:
     session = make_session()
-    session._highest_pn = WRAP - 1
+    session._replay.accept(WRAP - 1)
     session.accept(Ack(1, 0, 0, 0), B, 1.0)  # pn 2**32: newer
     assert session.peer == B
     session.accept(Ack(1, WRAP - 2, 0, 0), A, 2.0)  # pn 2**32 - 2: older
@@ -602,12 +602,26 @@ def test_session_sends_data_then_ack_with_increasing_pn() -> None:
 
 
 def test_session_reacks_duplicate_data() -> None:
+    # A retransmission (same seq, new pn: our ack was lost) is acknowledged again.
     session = make_session()
-    for now in (1.0, 2.0):
-        session.accept(Data(1, 0, 0, 0, b"again"), A, now)
+    for pn, now in ((0, 1.0), (1, 2.0)):
+        arrivals = session.accept(Data(1, pn, 0, 0, b"again"), A, now)
+        assert arrivals.messages == ([b"again"] if pn == 0 else [])
         assert [decode_frame_untrusted(d) for d in session.datagrams(now)] == [
             Ack(1, int(now) - 1, 1, 0)
         ]
+
+
+def test_session_ignores_a_datagram_seen_before() -> None:
+    # The very same datagram again (same pn): a network duplicate, or a replay.
+    session = make_session()
+    assert session.accept(Data(1, 7, 0, 0, b"once"), A, 1.0).messages == [b"once"]
+    session.datagrams(1.0)
+    again = session.accept(Data(1, 7, 0, 0, b"once"), B, 2.0)
+    assert again.replayed
+    assert again.messages == []
+    assert session.datagrams(2.0) == []  # nothing owed: no ack, no roaming
+    assert session.peer == A
 
 
 def test_session_hands_over_payload_bytes_undecoded() -> None:
@@ -659,7 +673,7 @@ def test_sessions_keep_working_across_seq_and_pn_wrap() -> None:
     left, right = make_session(peer=B), make_session(peer=A)
     for session in (left, right):
         session._next_pn = WRAP - 2
-        session._highest_pn = WRAP - 3
+        session._replay.accept(WRAP - 3)
         session.sender._next_seq = WRAP - 2
         session.receiver.next_seq = WRAP - 2
     texts = [f"m{i}" for i in range(6)]

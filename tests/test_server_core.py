@@ -24,11 +24,14 @@ from tests.core_helpers import (
     SEED,
     InOrder,
     Pair,
+    answer,
+    challenge,
     chat_of,
     chat_payloads,
     check_fragmented_limit,
     check_plain_limit,
     check_too_long,
+    checksummed,
     drain,
     enter,
     feed,
@@ -45,7 +48,6 @@ from tests.core_helpers import (
     said_payload,
     say_data,
     say_payload,
-    sealed,
     seeded_values,
 )
 from trio_udpchat._chat import (
@@ -88,6 +90,7 @@ from trio_udpchat._wire import (
     VERSION,
     Ack,
     Bye,
+    Challenge,
     Data,
     Frame,
     Hello,
@@ -140,21 +143,28 @@ def sent_chat(server: ServerCore, now: float) -> list[tuple[object, Address]]:
 # -- sessions ------------------------------------------------------------------------
 
 
-def test_hello_gets_welcome_echoing_nonce() -> None:
+def test_hello_gets_a_challenge_and_only_the_echoed_cookie_a_welcome() -> None:
     server = make_server()
     feed(server, Hello(0xABCDEF), A, 10.0)
-    assert frames_out(server, 10.0) == [(Welcome(0xABCDEF, seeded_values(1, SEED)[0], 60_000), A)]
+    [(reply, to)] = frames_out(server, 10.0)
+    assert isinstance(reply, Challenge)
+    assert (reply.nonce, reply.salt, to) == (0xABCDEF, b"", A)
+    assert (server.pop_events(), server.peer_count, server.get_timer()) == ([], 0, None)
+    feed(server, Hello(0xABCDEF, reply.cookie), A, 10.5)
+    session = seeded_values(5, SEED)[4]  # after the cookie secret's four 64-bit draws
+    assert frames_out(server, 10.5) == [(Welcome(0xABCDEF, session, 60_000), A)]
     assert server.pop_events() == [PeerJoined(A)]
     assert (server.peer_count, server.session_count) == (1, 1)
-    assert server.get_timer() == 10.0 + Config().session_expiry
+    assert server.get_timer() == 10.5 + Config().session_expiry
 
 
 def test_duplicate_hello_resends_same_welcome() -> None:
     server = make_server()
-    feed(server, Hello(9), A, 0.0)
+    cookie = challenge(server, A, 9, 0.0).cookie
+    feed(server, Hello(9, cookie), A, 0.0)
     first = drain(server, 0.0)
-    feed(server, Hello(9), A, 1.0)
-    feed(server, Hello(9), A, 3.0)
+    feed(server, Hello(9, cookie), A, 1.0)
+    feed(server, Hello(9, cookie), A, 3.0)
     assert drain(server, 3.0) == first * 2
     assert server.pop_events() == [PeerJoined(A)]
     assert server.session_count == 1
@@ -435,8 +445,8 @@ def test_after_a_move_the_old_address_can_start_a_new_session() -> None:
     assert new != old
     assert server.pop_events() == [PeerMoved(A, B), PeerJoined(A)]
     assert server.session_count == 2
-    feed(server, Hello(5), B, 3.0)  # B's mapping belongs to the moved session: same welcome
-    assert frames_out(server, 3.0) == [(Welcome(5, old, 60_000), B)]
+    # B's mapping belongs to the moved session: the same welcome again.
+    assert answer(server, B, 5, 3.0) == [(Welcome(5, old, 60_000), B)]
 
 
 def test_roaming_client_end_to_end() -> None:
@@ -551,14 +561,13 @@ def test_max_peers_refuses_a_new_session_rather_than_evict_a_member() -> None:
     server = make_server(Config(max_peers=2))
     first = join(server, A, nonce=1, now=0.0)
     join(server, B, nonce=2, now=1.0)
-    feed(server, Hello(3), C, 3.0)
-    assert drain(server, 3.0) == []  # no welcome, no state
+    assert answer(server, C, 3, 3.0) == []  # no welcome, no state
     assert server.pop_events() == [PeerJoined(A), PeerJoined(B)]
     assert (server.session_count, server.stats["dropped:sessions-full"]) == (2, 1)
     feed(server, Ack(first, 0, 0, 0), A, 4.0)
     assert drain(server, 4.0) == []  # A's session is intact
-    feed(server, Hello(4), A, 5.0)  # a member reconnecting replaces its own session
-    assert [type(f) for f, _ in frames_out(server, 5.0)] == [Welcome]
+    # A member reconnecting replaces its own session.
+    assert [type(f) for f, _ in answer(server, A, 4, 5.0)] == [Welcome]
 
 
 def test_max_peers_bounds_plain_peers() -> None:
@@ -576,7 +585,7 @@ def test_max_peers_bounds_plain_peers() -> None:
 def test_max_peers_bounds_sessions_and_plain_peers_each() -> None:
     server = make_server(Config(max_peers=3))
     for i in range(5):
-        feed(server, Hello(i), ("198.51.100.2", 2000 + i), float(i))  # 3 welcomed, 2 refused
+        answer(server, ("198.51.100.2", 2000 + i), i, float(i))  # 3 welcomed, 2 refused
         server.receive_datagram(b"hi", ("198.51.100.1", 1000 + i), float(i))
         drain(server, float(i))  # welcomes, and the room's lines to the other plain peers
     assert server.session_count == 3
@@ -590,11 +599,11 @@ def test_max_peers_bounds_sessions_and_plain_peers_each() -> None:
     ("data", "reason"),
     [
         (b"\xf9", "truncated"),
-        (bytes([MAGIC, 2, 1]) + bytes(12), "bad-version"),
+        (bytes([MAGIC, 1, 1]) + bytes(12), "bad-version"),
         (encode_frame(Hello(1))[:-1] + b"\x00", "bad-checksum"),
-        (sealed(bytes([MAGIC, VERSION, 0x09])), "bad-type"),
-        (sealed(bytes([MAGIC, VERSION, 0x01]) + bytes(3)), "bad-length"),
-        (sealed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + b"\x80"), "bad-flags"),
+        (checksummed(bytes([MAGIC, VERSION, 0x09])), "bad-type"),
+        (checksummed(bytes([MAGIC, VERSION, 0x01]) + bytes(3)), "bad-length"),
+        (checksummed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + b"\x80"), "bad-flags"),
         (encode_frame(Welcome(1, 2, 60_000)), "unexpected"),
         (encode_frame(Reset(1)), "unexpected"),
     ],
@@ -613,7 +622,7 @@ def test_stats_count_bytes_and_datagrams() -> None:
     # Sizes with the 4-byte CRC trailer each frame ends in; a Data frame is 24 bytes
     # and its chat payload: Say("abc") 8, Named(A_NAME) 20, B's Presence 33 and Said 36.
     server = make_server()
-    session = join(server, A)  # hello 15 in, welcome 27 out
+    session = join(server, A)  # hello 31 in, challenge 48 out, hello 31 in, welcome 27 out
     say(server, session, 0, 0, "abc", A, 0.0)  # 32 in: A joins by it
     drain(server, 0.0)  # Named 44 out, ack 31 out
     feed(server, Ack(session, 1, 1, 0), A, 0.5)  # 31 in
@@ -622,8 +631,8 @@ def test_stats_count_bytes_and_datagrams() -> None:
     server.receive_datagram(b"\xf9", C, 2.0)  # 1 in, dropped
     assert [len(data) for data, _ in drain(server, 2.0)] == [6, 57, 60]
     stats = server.stats
-    assert (stats["datagrams_in"], stats["bytes_in"]) == (5, 15 + 32 + 31 + 3 + 1)
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (6, 27 + 44 + 31 + 6 + 57 + 60)
+    assert (stats["datagrams_in"], stats["bytes_in"]) == (6, 31 + 31 + 32 + 31 + 3 + 1)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (7, 48 + 27 + 44 + 31 + 6 + 57 + 60)
     assert stats["dropped:truncated"] == 1
 
 
@@ -751,8 +760,7 @@ def test_an_ended_session_is_remembered_until_it_would_have_expired() -> None:
 
 def test_welcome_tells_the_session_expiry() -> None:
     server = make_server(Config(session_expiry=12.5))
-    feed(server, Hello(9), A, 0.0)
-    [(welcome, _)] = frames_out(server, 0.0)
+    [(welcome, _)] = answer(server, A, 9, 0.0)
     assert isinstance(welcome, Welcome)
     assert welcome.expiry_ms == 12_500
 
@@ -936,7 +944,7 @@ def test_the_operators_all_and_to_go_through_the_room() -> None:
         PresenceNoticed("joined", "bob", "", 1.0),
         CommandRejected("no one here is called 'nobody' (try /who)"),
     ]
-    feed(server, Ack(a, 3, 3, 0), A, 2.5)
+    feed(server, Ack(a, 4, 3, 0), A, 2.5)
     feed(server, Ack(b, 2, 4, 0), B, 2.5)
     assert server.pending() == []
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.core_helpers import sealed
+from tests.core_helpers import checksummed
 from trio_udpchat._errors import LocalProtocolError, RemoteProtocolError
 from trio_udpchat._wire import (
     ACK_BITS,
@@ -21,10 +21,13 @@ from trio_udpchat._wire import (
     FLAG_MORE,
     HEADER_SIZE,
     MAGIC,
+    SEALED_DATA_OVERHEAD,
     VERSION,
     Ack,
     Bye,
+    Challenge,
     Data,
+    Denied,
     Frame,
     Hello,
     Reset,
@@ -36,7 +39,12 @@ from trio_udpchat._wire import (
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
-FRAME_TYPES = (Hello, Welcome, Data, Ack, Bye, Reset)
+FRAME_TYPES = (Hello, Welcome, Data, Ack, Bye, Reset, Challenge, Denied)
+ZERO16 = " ".join(["00"] * 16)
+COOKIE = bytes(range(0xC0, 0xD0))
+COOKIE_HEX = COOKIE.hex(" ")
+PROOF = bytes(range(40))
+SALT = bytes(range(0x50, 0x60))
 
 #: Every ``reason`` that ``decode_frame_untrusted`` gives a RemoteProtocolError.
 KNOWN_REASONS = frozenset(
@@ -54,19 +62,33 @@ KNOWN_REASONS = frozenset(
 #: Each frame's bytes before its CRC-32 trailer, written out from the layout table;
 #: the trailer is computed by zlib (an implementation independent of ours).
 GOLDEN: list[tuple[Frame, str]] = [
-    (Hello(nonce=0x0102030405060708), "f9 01 01  01 02 03 04 05 06 07 08"),
-    (Hello(nonce=0), "f9 01 01  00 00 00 00 00 00 00 00"),
+    (Hello(nonce=0x0102030405060708), "f9 02 01  01 02 03 04 05 06 07 08  " + ZERO16),
+    (Hello(nonce=0), "f9 02 01  00 00 00 00 00 00 00 00  " + ZERO16),
+    (Hello(nonce=3, cookie=COOKIE), "f9 02 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX),
+    (
+        Hello(nonce=3, cookie=COOKIE, proof=PROOF),
+        "f9 02 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX + "  " + PROOF.hex(" "),
+    ),
+    (
+        Challenge(nonce=U64_MAX, cookie=COOKIE),
+        "f9 02 07  ff ff ff ff ff ff ff ff  " + COOKIE_HEX + "  00  " + ZERO16,
+    ),
+    (
+        Challenge(nonce=9, cookie=COOKIE, salt=SALT),
+        "f9 02 07  00 00 00 00 00 00 00 09  " + COOKIE_HEX + "  01  " + SALT.hex(" "),
+    ),
+    (Denied(nonce=0x0102030405060708), "f9 02 08  01 02 03 04 05 06 07 08"),
     (
         Welcome(nonce=1, session=U64_MAX, expiry_ms=60_000),
-        "f9 01 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
+        "f9 02 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
     ),
     (
         Data(session=42, pn=0, seq=0, flags=0, payload=b""),
-        "f9 01 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
+        "f9 02 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
     ),
     (
         Data(session=7, pn=1, seq=2, flags=0, payload=b"hi"),
-        "f9 01 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
+        "f9 02 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
     ),
     (
         # A first fragment (MORE): h, é (c3 a9), l, l, o, space, 🎉 U+1F389 (f0 9f 8e 89)
@@ -77,7 +99,7 @@ GOLDEN: list[tuple[Frame, str]] = [
             flags=FLAG_MORE,
             payload="héllo 🎉".encode(),
         ),
-        "f9 01 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
+        "f9 02 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
         "  68 c3 a9 6c 6c 6f 20 f0 9f 8e 89",
     ),
     (
@@ -88,29 +110,29 @@ GOLDEN: list[tuple[Frame, str]] = [
             flags=FLAG_KEEPALIVE,
             payload=b"",
         ),
-        "f9 01 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
+        "f9 02 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
     ),
     (
         # Payloads are opaque bytes: a fragment may end inside a UTF-8 sequence.
         Data(session=1, pn=2, seq=3, flags=FLAG_MORE | FLAG_KEEPALIVE, payload=b"\xc3\x00\xff"),
-        "f9 01 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
+        "f9 02 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
     ),
     (
         Ack(session=5, pn=3, next=0x10, bitmap=0b1011),
-        "f9 01 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b",
+        "f9 02 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b",
     ),
     (
         Ack(session=U64_MAX, pn=0, next=U32_MAX, bitmap=0x8000000000000001),
-        "f9 01 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01",
+        "f9 02 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01",
     ),
     (
         Bye(session=0xDEADBEEF, pn=9, next=0x0102),
-        "f9 01 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
+        "f9 02 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
     ),
-    (Reset(session=0x8000000000000000), "f9 01 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
+    (Reset(session=0x8000000000000000), "f9 02 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
     (
         Reset(session=7, next=0x01020304, known=True),
-        "f9 01 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
+        "f9 02 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
     ),
 ]
 
@@ -140,7 +162,7 @@ def _reason(data: bytes) -> str:
 
 
 def _frame_bytes(code: int, body_size: int) -> bytes:
-    return sealed(bytes([MAGIC, VERSION, code]) + bytes(body_size))
+    return checksummed(bytes([MAGIC, VERSION, code]) + bytes(body_size))
 
 
 # -- golden vectors ------------------------------------------------------------
@@ -185,7 +207,9 @@ def test_golden_table_covers_every_frame_type_and_flag() -> None:
 
 
 def test_layout_constants() -> None:
-    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 1, 3, 24, 64)
+    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 2, 3, 24, 64)
+    # Sealed: header 3, nonce 24, tag 16, then the code 1 and the fields 17.
+    assert SEALED_DATA_OVERHEAD == 61
     assert (FLAG_MORE, FLAG_KEEPALIVE) == (0x01, 0x02)
 
 
@@ -194,8 +218,11 @@ def test_layout_constants() -> None:
 u32 = st.integers(min_value=0, max_value=U32_MAX)
 u64 = st.integers(min_value=0, max_value=U64_MAX)
 known_flags = st.sampled_from([0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE])
+cookies = st.binary(min_size=16, max_size=16)
 frames: st.SearchStrategy[Frame] = st.one_of(
-    st.builds(Hello, u64),
+    st.builds(Hello, u64, cookies, st.sampled_from([b"", PROOF])),
+    st.builds(Challenge, u64, cookies, st.sampled_from([b"", SALT])),
+    st.builds(Denied, u64),
     st.builds(Welcome, u64, u64, u32),
     st.builds(Data, u64, u32, u32, known_flags, st.binary(max_size=64)),
     st.builds(Ack, u64, u32, u32, u64),
@@ -241,6 +268,11 @@ def test_unknown_flags_cannot_be_encoded(flags: int) -> None:
         Bye(0, 2**32, 0),
         Bye(0, 0, 2**32),
         Reset(2**70),
+        Hello(1, cookie=b"short"),
+        Hello(1, proof=b"x" * 39),
+        Challenge(1, cookie=bytes(17)),
+        Challenge(1, cookie=COOKIE, salt=bytes(15)),
+        Denied(-1),
     ],
 )
 def test_out_of_range_field_is_local_error(frame: Frame) -> None:
@@ -250,7 +282,7 @@ def test_out_of_range_field_is_local_error(frame: Frame) -> None:
 
 # -- hypothesis: untrusted input ---------------------------------------------------
 
-header = st.sampled_from([bytes([MAGIC, VERSION, code]) for code in range(8)])
+header = st.sampled_from([bytes([MAGIC, VERSION, code]) for code in [*range(10), 0x10]])
 #: Mostly-garbage bytes, half of them behind a plausible header so the body parsers run.
 untrusted_bytes = st.one_of(
     st.binary(max_size=40),
@@ -286,16 +318,30 @@ def test_mutated_frames_decode_or_remote_error(data: bytes) -> None:
 
 
 @given(
-    st.sampled_from([Hello(1), Welcome(1, 2, 60_000), Ack(1, 2, 3, 4), Bye(3, 4, 5), Reset(4)]),
+    st.sampled_from(
+        [
+            Welcome(1, 2, 60_000),
+            Ack(1, 2, 3, 4),
+            Bye(3, 4, 5),
+            Reset(4),
+            Challenge(1, COOKIE, SALT),
+            Denied(5),
+        ]
+    ),
     st.binary(min_size=1),
 )
 def test_fixed_body_frames_reject_any_extra_byte(frame: Frame, extra: bytes) -> None:
-    assert _reason(sealed(encode_frame(frame)[:-4] + extra)) == "bad-length"
+    assert _reason(checksummed(encode_frame(frame)[:-4] + extra)) == "bad-length"
+
+
+@given(st.binary(min_size=1).filter(lambda extra: len(extra) != len(PROOF)))
+def test_a_hello_has_a_proof_of_40_bytes_or_none(extra: bytes) -> None:
+    assert _reason(checksummed(encode_frame(Hello(1))[:-4] + extra)) == "bad-length"
 
 
 @given(st.binary(max_size=32))
 def test_data_takes_any_trailing_bytes_as_payload(extra: bytes) -> None:
-    frame = decode_frame_untrusted(sealed(encode_frame(Data(1, 2, 3, 0, b""))[:-4] + extra))
+    frame = decode_frame_untrusted(checksummed(encode_frame(Data(1, 2, 3, 0, b""))[:-4] + extra))
     assert frame == Data(1, 2, 3, 0, extra)
 
 
@@ -307,12 +353,12 @@ def test_any_tail_change_fails_the_checksum(extra: bytes) -> None:
 # -- specific bad input --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFF])
+@pytest.mark.parametrize("version", [0, 1, 3, 0xFF])
 def test_unknown_version(version: int) -> None:
     assert _reason(bytes([MAGIC, version, 0x01]) + bytes(8)) == "bad-version"
 
 
-@pytest.mark.parametrize("code", [0x00, 0x07, 0x7F, 0xFF])
+@pytest.mark.parametrize("code", [0x00, 0x09, 0x10, 0x7F, 0xFF])
 def test_unknown_type(code: int) -> None:
     assert _reason(_frame_bytes(code, 24)) == "bad-type"
 
@@ -328,7 +374,8 @@ def test_truncated_data(body_size: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "good_size"), [(0x01, 8), (0x02, 20), (0x04, 24), (0x05, 16), (0x06, 13)]
+    ("code", "good_size"),
+    [(0x01, 24), (0x02, 20), (0x04, 24), (0x05, 16), (0x06, 13), (0x07, 41), (0x08, 8)],
 )
 @pytest.mark.parametrize("delta", [-8, -1, 1, 8])
 def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
@@ -337,12 +384,22 @@ def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
 
 @pytest.mark.parametrize("flags", [0x04, 0x08, 0x10, 0x80, 0x05, 0xFF])
 def test_unknown_data_flags(flags: int) -> None:
-    data = sealed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + bytes([flags]) + b"payload")
+    data = checksummed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + bytes([flags]) + b"payload")
     assert _reason(data) == "bad-flags"
 
 
 def test_reset_flag_other_than_0_or_1() -> None:
-    assert _reason(sealed(bytes([MAGIC, VERSION, 0x06]) + bytes(12) + b"\x02")) == "bad-flags"
+    assert _reason(checksummed(bytes([MAGIC, VERSION, 0x06]) + bytes(12) + b"\x02")) == "bad-flags"
+
+
+def test_challenge_flag_other_than_0_or_1() -> None:
+    body = bytes(8) + COOKIE + b"\x02" + SALT
+    assert _reason(checksummed(bytes([MAGIC, VERSION, 0x07]) + body)) == "bad-flags"
+
+
+def test_a_challenge_without_a_key_carries_no_salt() -> None:
+    body = bytes(8) + COOKIE + b"\x00" + SALT  # one encoding per frame: zeros only
+    assert _reason(checksummed(bytes([MAGIC, VERSION, 0x07]) + body)) == "bad-flags"
 
 
 def test_not_a_frame() -> None:

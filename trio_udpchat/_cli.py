@@ -19,6 +19,7 @@ import trio
 
 from ._config import Config
 from ._names import name_problem
+from ._passphrase import ENV_VAR, PassphraseError, read_passphrase
 from ._run import run_client, run_server, run_until_signalled
 from ._terminal import StdioTerminal
 from ._udp import StartupError
@@ -172,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="speak bare UTF-8 text datagrams, for plain servers such as nc -u -l",
     )
+    for sub in (server, client):
+        sub.add_argument(
+            "--key-file",
+            metavar="PATH",
+            help="the room passphrase, the file's only line: the chat is then encrypted and"
+            f" authenticated (or set {ENV_VAR}; never pass a passphrase as a flag)",
+        )
+    server.add_argument(
+        "--allow-plain",
+        action="store_true",
+        help="with a passphrase, still let plain-text peers (nc -u) in: they are neither"
+        " encrypted nor authenticated",
+    )
     return parser
 
 
@@ -191,6 +205,16 @@ def _main(argv: Sequence[str] | None) -> int:
     # Never crash on a character the terminal's encoding cannot show.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        passphrase, warnings = read_passphrase(args.key_file)
+    except PassphraseError as exc:
+        parser.exit(2, f"{PROG}: error: {exc}\n")
+    if passphrase is not None and getattr(args, "plain", False):
+        parser.exit(2, f"{PROG}: error: --plain talks to plain-text servers: no passphrase\n")
+    if getattr(args, "allow_plain", False) and passphrase is None:
+        parser.exit(2, f"{PROG}: error: --allow-plain needs a passphrase (--key-file)\n")
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     terminal = StdioTerminal(args.command, receipts=args.receipts)
     if args.command == "server":
         config = replace(
@@ -210,11 +234,20 @@ def _main(argv: Sequence[str] | None) -> int:
             config,
             operator=not args.no_input,
             name=args.name,
+            passphrase=passphrase,
+            allow_plain=args.allow_plain,
         )
     else:
         config = replace(Config(), keepalive_after=args.keepalive)
         run = partial(
-            run_client, terminal, args.host, args.port, config, plain=args.plain, name=args.nick
+            run_client,
+            terminal,
+            args.host,
+            args.port,
+            config,
+            plain=args.plain,
+            name=args.nick,
+            passphrase=passphrase,
         )
     status = 0
     try:

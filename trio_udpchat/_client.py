@@ -1,11 +1,16 @@
 """The client's sans-IO core: get a session, keep it alive, send and hear text.
 
-States: ``idle`` until :meth:`ClientCore.start`; ``connecting`` (hellos go out
+States: ``idle`` until :meth:`ClientCore.start` (and after a refusal); ``connecting`` (hellos go out
 with exponential backoff until a welcome arrives; typed messages wait in a
 bounded queue); ``connected`` (a reliable session); and ``closed``. A session
 that fails (no acknowledgement within the retry budget) or that the server no
 longer knows (it restarted) sends the client back to ``connecting`` by itself.
 In plain mode there is no session: text goes out as bare UTF-8 datagrams.
+
+Connecting takes two hellos: the first gets a :class:`Challenge` with a cookie
+(and, in a room with a passphrase, the salt of its key); the second echoes the
+cookie (and proves the key) and gets the welcome. A client with a passphrase
+(``keyed``) talks only to a server with one, and only in sealed frames.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from ._chat import (
     encode_chat,
 )
 from ._config import Config
+from ._crypto import Sealer
 from ._endpoint import Endpoint
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     Address,
+    KeyNeeded,
     MessageReceived,
     MessageTooLong,
     NameAssigned,
@@ -51,8 +58,23 @@ from ._events import (
 )
 from ._plaintext import PlainStyle, split_plaintext
 from ._room import KINDS, PRESENCE
+from ._sealed import prove
 from ._session import Session
-from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
+from ._wire import (
+    NO_COOKIE,
+    Ack,
+    Bye,
+    Challenge,
+    Data,
+    Denied,
+    Hello,
+    Reset,
+    Welcome,
+    is_frame,
+)
+
+#: What a client with a passphrase says when the server cannot check it.
+WRONG_KEY = "wrong passphrase or not a trio_udpchat server at {address!r}"
 
 State = Literal["idle", "connecting", "connected", "closed"]
 
@@ -71,10 +93,17 @@ class ClientCore(Endpoint):
         plain: bool = False,
         name: str = "",
         randbits: Callable[[int], int] = secrets.randbits,
+        keyed: bool = False,
     ) -> None:
         super().__init__(config or Config())
         self.server = server
         self.plain = plain
+        #: We have a passphrase: the server must have one too, and frames go sealed.
+        self.keyed = keyed
+        self._sealed_only = keyed
+        self._cookie = NO_COOKIE
+        self._salt = b""  # the salt the server gave, and whose key we have or await
+        self._sealer: Sealer | None = None
         #: Our name in the room: asked for on every (re)join, updated when the server
         #: names us. Empty: the server names us by our address.
         self.name = name
@@ -102,7 +131,7 @@ class ClientCore(Endpoint):
 
     def start(self, now: float) -> None:
         """Begin: send the first hello (framed mode)."""
-        if self.state == "idle":
+        if self.state == "idle" and not self.plain:
             self._begin_connecting(now)
 
     def send_text(self, text: str, now: float) -> None:
@@ -141,6 +170,9 @@ class ClientCore(Endpoint):
         if addr != self.server:
             self._drop("not-from-server")
             return
+        if self.keyed and not is_frame(data):
+            self._drop("plain-refused")  # unauthenticated: never shown in a keyed chat
+            return
         if self.plain or not is_frame(data):
             if self.plain:
                 self._answered()
@@ -166,10 +198,29 @@ class ClientCore(Endpoint):
                     self._lost_session(next_seq if known else None, now)
                 else:
                     self._drop("unknown-session")
+            case Challenge(nonce=nonce, cookie=cookie, salt=salt):
+                if self.state == "connecting" and nonce == self._nonce:
+                    self._challenged(cookie, salt, now)
+                else:
+                    self._drop("stale-challenge")
+            case Denied(nonce=nonce):
+                if self.state == "connecting" and nonce == self._nonce and self.keyed:
+                    self._refuse(WRONG_KEY.format(address=_shown(self.server)))
+                else:
+                    self._drop("stale-denied")
             case Hello() | Bye():
                 self._drop("unexpected")
             case None:
                 pass
+
+    def provide_key(self, salt: bytes, key: bytes, now: float) -> None:
+        """The room key for ``salt`` (after :class:`KeyNeeded`): seal with it from now on."""
+        if salt != self._salt or self.state == "closed":
+            return  # a key for a salt the server no longer uses
+        self._sealer = Sealer(key, self._randbits)
+        self._use_key(key, self._sealer)
+        if self.state == "connecting" and self._cookie != NO_COOKIE:
+            self._send_hello(now)
 
     def note_unreachable(self, now: float) -> None:
         """The OS says nothing listens at the server's port (ICMP unreachable)."""
@@ -280,6 +331,9 @@ class ClientCore(Endpoint):
 
     def _receive_session_frame(self, session: Session, frame: Data | Ack, now: float) -> None:
         arrivals = session.accept(frame, self.server, now)
+        if arrivals.replayed:
+            self._drop("replayed")  # says nothing about the server now
+            return
         self._answered()
         self._delivered(arrivals.delivered)
         if arrivals.bad_ack:
@@ -351,18 +405,50 @@ class ClientCore(Endpoint):
 
     def _begin_connecting(self, now: float) -> None:
         self.state = "connecting"
+        self._cookie = NO_COOKIE
         self._nonce = self._randbits(64)
         self._silent_since = now
         self._hello_interval = self.config.hello_retry_initial
         self._send_hello(now)
 
     def _send_hello(self, now: float) -> None:
-        self._send_frame(Hello(self._nonce), self.server)
+        hello = Hello(self._nonce, self._cookie)
+        if self._cookie == NO_COOKIE or not self.keyed:
+            self._send_frame(hello, self.server)
+        elif self._sealer is not None:
+            self._send_frame(prove(hello, self._sealer), self.server)
+        # else: the key is being derived; provide_key() sends this hello.
         self._hello_at = now + self._hello_interval
+
+    def _challenged(self, cookie: bytes, salt: bytes, now: float) -> None:
+        """The server asked us to prove our address (and, with ``salt``, the key)."""
+        shown = _shown(self.server)
+        if self.keyed and not salt:
+            self._refuse(f"the server at {shown!r} has no passphrase; refusing to chat unencrypted")
+            return
+        if salt and not self.keyed:
+            self._refuse(
+                f"the server at {shown!r} needs the room passphrase"
+                " (--key-file PATH, or TRIO_UDPCHAT_KEY)"
+            )
+            return
+        self._cookie = cookie
+        if salt and salt != self._salt:
+            # A new server (or a restarted one): its key must be derived again.
+            self._salt = salt
+            self._key = self._sealer = None
+            self._emit(KeyNeeded(salt))
+        self._send_hello(now)
+
+    def _refuse(self, why: str) -> None:
+        """Give up for good: the CLI shows ``why`` and exits. Back to ``idle``, so no
+        more hellos go out (and a line typed meanwhile just waits)."""
+        self.refusal = why
+        self.state = "idle"
 
     def _welcomed(self, session_id: int, now: float) -> None:
         self.state = "connected"
-        session = self._session = Session(session_id, self.server, self.config, now, self.stats)
+        session = self._session = self._new_session(session_id, self.server, now)
         if self._had_session:
             self._reported = False  # "reconnected" says it all
         self._emit(SessionStarted(self.server, reconnect=self._had_session))
@@ -373,3 +459,8 @@ class ClientCore(Endpoint):
         for text, payload in queued:
             if session.send(text, payload) is None:
                 self._emit(NotDelivered(text, "the send queue is full"))
+
+
+def _shown(address: Address) -> tuple[str, int]:
+    """``(host, port)`` as the user sees addresses."""
+    return (str(address[0]), int(address[1]))

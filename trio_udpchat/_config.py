@@ -43,6 +43,11 @@ class Config:
     reorder_window: int = 128
     #: A packet is retransmitted at once after this many acks skip over it.
     fast_retransmit_after: int = 3
+    #: Packet numbers remembered per session, so none is accepted twice (RFC 6479).
+    replay_window: int = 1024
+    #: How often the server draws a new secret for handshake cookies (the previous
+    #: one is still accepted), so a cookie lives between one and two of these.
+    cookie_rotation: float = 120.0
 
     #: Hellos one IP address may send per second, sustained and in a burst (WireGuard's
     #: numbers): a flood of handshakes cannot churn the server's sessions.

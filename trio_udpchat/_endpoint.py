@@ -5,10 +5,27 @@ from __future__ import annotations
 from collections import Counter
 
 from ._config import Config
+from ._crypto import Sealer
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Address, Event, MessageDelivered
 from ._reliable import Message
-from ._wire import Frame, decode_frame_untrusted, encode_frame
+from ._sealed import Encoder, open_frame_untrusted, sealing
+from ._session import Session
+from ._wire import (
+    DATA_OVERHEAD,
+    SEALED,
+    SEALED_DATA_OVERHEAD,
+    Challenge,
+    Denied,
+    Frame,
+    Hello,
+    decode_frame_untrusted,
+    encode_frame,
+    frame_type,
+)
+
+#: Frames that are always clear: they come before a key can be known or checked.
+HandshakeFrame = Hello | Challenge | Denied
 
 
 class Endpoint:
@@ -25,6 +42,12 @@ class Endpoint:
         self.stats: Counter[str] = Counter()
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: list[Event] = []
+        #: The room key, once known; with ``_sealed_only``, clear session frames are
+        #: refused (a room with a passphrase never trusts an unauthenticated one).
+        self._key: bytes | None = None
+        self._sealed_only = False
+        self._encode: Encoder = encode_frame
+        self._data_overhead = DATA_OVERHEAD
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Take the datagrams that should go out at ``now``, oldest first."""
@@ -58,8 +81,17 @@ class Endpoint:
         self.stats["dropped:" + reason] += 1
 
     def _decode(self, data: bytes) -> Frame | None:
+        """The frame in ``data``, opened with the room key if sealed; ``None`` (and
+        counted) if it is invalid, does not authenticate, or should have been sealed."""
         try:
-            return decode_frame_untrusted(data)
+            if frame_type(data) == SEALED:
+                if self._key is None:
+                    raise RemoteProtocolError("a sealed frame, and no key here", reason="no-key")
+                return open_frame_untrusted(data, self._key)
+            frame = decode_frame_untrusted(data)
+            if self._sealed_only and not isinstance(frame, HandshakeFrame):
+                raise RemoteProtocolError("a clear frame in a room with a key", reason="not-sealed")
+            return frame
         except RemoteProtocolError as exc:
             self._drop(exc.reason)
             return None
@@ -67,8 +99,22 @@ class Endpoint:
     def _send(self, data: bytes, addr: Address) -> None:
         self._outbox.append((data, addr))
 
+    def _use_key(self, key: bytes, sealer: Sealer) -> None:
+        """Seal session frames under ``key`` from now on (``sealer`` draws the nonces)."""
+        self._key = key
+        self._encode = sealing(sealer)
+        self._data_overhead = SEALED_DATA_OVERHEAD
+
+    def _new_session(self, session_id: int, peer: Address, now: float) -> Session:
+        """A session that encodes frames as this endpoint does (sealed or clear)."""
+        return Session(
+            session_id, peer, self.config, now, self.stats, self._encode, self._data_overhead
+        )
+
     def _send_frame(self, frame: Frame, addr: Address) -> None:
-        self._send(encode_frame(frame), addr)
+        """Send ``frame``: sealed if the room has a key, unless it is a handshake frame."""
+        clear = isinstance(frame, HandshakeFrame)
+        self._send(encode_frame(frame) if clear else self._encode(frame), addr)
 
     @staticmethod
     def _utf8(text: str) -> bytes:

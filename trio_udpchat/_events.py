@@ -195,6 +195,19 @@ class CommandRejected:
     hint: str
 
 
+@dataclass(frozen=True, slots=True)
+class KeyNeeded:
+    """The client must derive the room key for ``salt`` (slow: the I/O layer does it
+    off the event loop, then calls :meth:`ClientCore.provide_key`)."""
+
+    salt: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NotEncrypted:
+    """The chat has no passphrase: said once, when it starts."""
+
+
 Event: TypeAlias = (
     Listening
     | MessageReceived
@@ -218,4 +231,6 @@ Event: TypeAlias = (
     | PendingListed
     | HelpListed
     | CommandRejected
+    | KeyNeeded
+    | NotEncrypted
 )

@@ -67,11 +67,15 @@ class Packet:
 class Sender:
     """The sending half of a reliable session."""
 
-    __slots__ = ("_config", "_in_flight", "_next_seq", "_queue", "_stats", "rtt")
+    __slots__ = ("_config", "_fragment", "_in_flight", "_next_seq", "_queue", "_stats", "rtt")
 
-    def __init__(self, config: Config, stats: Counter[str]) -> None:
+    def __init__(
+        self, config: Config, stats: Counter[str], data_overhead: int = DATA_OVERHEAD
+    ) -> None:
         self._config = config
         self._stats = stats
+        #: Payload bytes per fragment: what a Data frame (clear or sealed) leaves.
+        self._fragment = config.max_datagram - data_overhead
         self.rtt = RttEstimator(config)
         self._next_seq = 0
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
@@ -89,7 +93,7 @@ class Sender:
 
     def offer(self, text: str | None, payload: bytes) -> Message | None:
         """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full."""
-        size = self._config.max_datagram - DATA_OVERHEAD
+        size = self._fragment
         chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
         if len(self._queue) + len(chunks) > self._config.send_queue:
             return None

@@ -20,6 +20,7 @@ from ._events import (
     NameAssigned,
     NoRecipient,
     NotDelivered,
+    NotEncrypted,
     PeerLeft,
     PendingListed,
     PresenceNoticed,
@@ -40,6 +41,11 @@ CLIENT_PROMPT: Final = "Input message to send to server: "
 LISTENING: Final = "Listening at {address!r}"
 CLIENT_SAYS: Final = "The client at {address!r} says {text!r}"
 SERVER_REPLIED: Final = "The server replied with {text!r}"
+
+NOT_ENCRYPTED: Final = (
+    "*** this chat is not encrypted: anyone on the network path can read and alter it"
+    " (a shared passphrase: --key-file PATH or TRIO_UDPCHAT_KEY)"
+)
 
 PROMPTS: Final[dict[Role, str]] = {"server": SERVER_PROMPT, "client": CLIENT_PROMPT}
 
@@ -141,5 +147,7 @@ def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
             return f"! {visible(text)}"
         case NameAssigned(name=name):
             return f"*** you are now known as {visible(name)}"
+        case NotEncrypted():
+            return NOT_ENCRYPTED
         case _:
             return None

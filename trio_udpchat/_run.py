@@ -8,6 +8,7 @@ core wants sent, hands its events to the terminal, and re-arms the timer.
 from __future__ import annotations
 
 import math
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +35,18 @@ from ._commands import (
     parse_line,
 )
 from ._config import Config
+from ._crypto import SALT_SIZE, RoomKey, derive_key
 from ._endpoint import Endpoint
-from ._events import Address, CommandRejected, Event, HelpListed, Listening, PendingListed
+from ._events import (
+    Address,
+    CommandRejected,
+    Event,
+    HelpListed,
+    KeyNeeded,
+    Listening,
+    NotEncrypted,
+    PendingListed,
+)
 from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
 
@@ -75,20 +86,28 @@ class _Driver:
         self._on_refused = on_refused
         self._timer_scope = trio.CancelScope()
         self._flushed = trio.Event()
+        #: Events this layer acts on itself instead of showing them.
+        self.handlers: dict[type[Event], Callable[[Event], None]] = {}
 
     async def flush(self) -> None:
         """Send what the core has queued, show its events, and re-arm the timer."""
-        for event in self._core.pop_events():
-            self._terminal.show(event)
+        self._take_events()
         for data, addr in self._core.datagrams_to_send(trio.current_time()):
             await self._sendto(data, addr)
-        # Sending may have produced events (a refused port), so show those too.
-        for event in self._core.pop_events():
-            self._terminal.show(event)
+        # Sending may have produced events (a refused port), so take those too.
+        self._take_events()
         timer = self._core.get_timer()
         self._timer_scope.deadline = math.inf if timer is None else timer
         self._flushed.set()
         self._flushed = trio.Event()
+
+    def _take_events(self) -> None:
+        for event in self._core.pop_events():
+            handler = self.handlers.get(type(event))
+            if handler is None:
+                self._terminal.show(event)
+            else:
+                handler(event)
 
     async def wait_flushed(self) -> None:
         """Return after the next flush."""
@@ -179,21 +198,36 @@ async def run_server(
     *,
     operator: bool = True,
     name: str = "server",
+    passphrase: bytes | None = None,
+    allow_plain: bool = False,
     core: ServerCore | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on ``host``/``port`` until the terminal reaches EOF or we are cancelled.
 
     The operator's lines answer whoever spoke last; without an ``operator``
-    no input is read and only cancellation stops the server.
+    no input is read and only cancellation stops the server. With a
+    ``passphrase`` the room is encrypted (its key derived once, under a fresh
+    random salt) and plain-text peers are refused unless ``allow_plain``.
     ``task_status.started`` receives the bound address (useful with port 0).
     """
     if core is None:
+        key = None
+        if passphrase is not None:
+            salt = secrets.token_bytes(SALT_SIZE)
+            derived = await trio.to_thread.run_sync(
+                derive_key, passphrase, salt, abandon_on_cancel=True
+            )
+            key = RoomKey(salt, derived)
         wall_offset = time.time() - trio.current_time()
-        core = ServerCore(config, name=name, wall_offset=wall_offset)
+        core = ServerCore(
+            config, name=name, wall_offset=wall_offset, key=key, allow_plain=allow_plain
+        )
     with await open_server_socket(host, port) as sock:
         address = sock.getsockname()
         terminal.show(Listening(address))
+        if not core.encrypted:
+            terminal.show(NotEncrypted())
         driver = _Driver(sock, core, terminal)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(driver.receive_task, core.receive_datagram)
@@ -214,11 +248,14 @@ async def run_client(
     *,
     plain: bool = False,
     name: str = "",
+    passphrase: bytes | None = None,
     task_status: trio.TaskStatus[ClientCore] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Talk to the server at ``host``/``port`` until EOF or cancellation.
 
     ``task_status.started`` receives the client's core (its ``stats``, ``state``).
+    With a ``passphrase``, the client talks only to a server with the same one;
+    the key is derived in a thread when the server gives its salt.
 
     On the way out, whatever was typed but still waits for a session gets a
     short grace period (``config.linger``), then the client says goodbye under
@@ -227,16 +264,21 @@ async def run_client(
     config = config or Config()
     sock, server = await open_client_socket(host, port)
     with sock:
-        core = ClientCore(server, config, plain=plain, name=name)
+        core = ClientCore(server, config, plain=plain, name=name, keyed=passphrase is not None)
         driver = _Driver(sock, core, terminal, on_refused=core.note_unreachable)
         try:
             async with trio.open_nursery() as nursery:
+                if passphrase is not None:
+                    derive = partial(_derive_for, core, driver, passphrase)
+                    driver.handlers[KeyNeeded] = lambda event: nursery.start_soon(derive, event)
                 nursery.start_soon(driver.receive_task, core.receive_datagram)
                 nursery.start_soon(driver.timer_task)
                 core.start(trio.current_time())
                 await driver.flush()
                 task_status.started(core)
                 nursery.start_soon(_watch_refusal, core, driver, nursery.cancel_scope)
+                if passphrase is None:
+                    nursery.start_soon(_say_not_encrypted, core, driver, terminal)
                 await driver.input_loop("client", partial(_chat, core), core.pending, core.has_room)
                 await driver.linger(core.pending, config.linger)
                 nursery.cancel_scope.cancel()
@@ -246,6 +288,22 @@ async def run_client(
                 await driver.flush()
     if core.refusal is not None:
         raise StartupError(core.refusal)
+
+
+async def _derive_for(core: ClientCore, driver: _Driver, passphrase: bytes, event: Event) -> None:
+    """Derive the room key for the salt the server gave (slow, so in a thread)."""
+    assert isinstance(event, KeyNeeded)
+    key = await trio.to_thread.run_sync(derive_key, passphrase, event.salt, abandon_on_cancel=True)
+    core.provide_key(event.salt, key, trio.current_time())
+    await driver.flush()
+
+
+async def _say_not_encrypted(core: ClientCore, driver: _Driver, terminal: Terminal) -> None:
+    """Say once that the chat is not encrypted: when it starts (in the room, or at
+    once in plain mode), so a refusal stays the only thing said."""
+    while not (core.plain or core.current_name):
+        await driver.wait_flushed()
+    terminal.show(NotEncrypted())
 
 
 async def _watch_refusal(core: ClientCore, driver: _Driver, scope: trio.CancelScope) -> None:

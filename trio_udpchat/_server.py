@@ -22,6 +22,8 @@ from ._chat import (
     encode_chat,
 )
 from ._config import Config
+from ._cookie import CookieJar
+from ._crypto import RoomKey, Sealer
 from ._endpoint import Endpoint
 from ._errors import RemoteProtocolError
 from ._events import (
@@ -36,8 +38,20 @@ from ._events import (
 )
 from ._plaintext import PlainStyle, plain_line, split_plaintext
 from ._room import MemberId, Room
+from ._sealed import proven
 from ._session import Session
-from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
+from ._wire import (
+    NO_COOKIE,
+    Ack,
+    Bye,
+    Challenge,
+    Data,
+    Denied,
+    Hello,
+    Reset,
+    Welcome,
+    is_frame,
+)
 
 
 class _PlainPeer:
@@ -70,6 +84,12 @@ class ServerCore(Endpoint):
     demo. Sessions expire after ``config.session_expiry`` of silence; at most
     ``config.max_peers`` sessions are held (a hello beyond that is refused) and
     as many plain peers remembered (the least recently heard forgotten first).
+
+    A hello first gets a stateless :class:`Challenge` with a cookie; only a hello
+    that echoes a valid cookie (its sender receives at its address) gets a
+    session. With a ``key`` (the room passphrase), that hello must also prove
+    the key, every session frame is sealed, and plain text is refused unless
+    ``allow_plain``.
     """
 
     def __init__(
@@ -79,9 +99,17 @@ class ServerCore(Endpoint):
         name: str = "server",
         wall_offset: float = 0.0,
         randbits: Callable[[int], int] = secrets.randbits,
+        key: RoomKey | None = None,
+        allow_plain: bool = False,
     ) -> None:
         super().__init__(config or Config())
         self._randbits = randbits
+        self._cookies = CookieJar(randbits, self.config.cookie_rotation)
+        self._room_key = key
+        self._allow_plain = key is None or allow_plain
+        if key is not None:
+            self._sealed_only = True
+            self._use_key(key.key, Sealer(key.key, randbits))
         #: The room; ``name`` is the operator's name in it, and ``now + wall_offset``
         #: the wall-clock time shown with messages.
         self.room = Room(self.config, name, wall_offset)
@@ -103,6 +131,11 @@ class ServerCore(Endpoint):
         return min(round(self.config.session_expiry * 1000), 2**32 - 1)
 
     @property
+    def encrypted(self) -> bool:
+        """Whether the room has a passphrase (sessions sealed under its key)."""
+        return self._room_key is not None
+
+    @property
     def peer_count(self) -> int:
         """How many framed clients and plain peers the server currently remembers."""
         return len(self._clients) + len(self._plain)
@@ -118,11 +151,14 @@ class ServerCore(Endpoint):
         """Take in one datagram from ``addr``; never raises on bad bytes."""
         self._count_in(data)
         if not is_frame(data):
-            self._receive_plain(data, addr, now)
+            if self._allow_plain:
+                self._receive_plain(data, addr, now)
+            else:
+                self._drop("plain-refused")  # a room with a passphrase (see --allow-plain)
             return
         match self._decode(data):
-            case Hello(nonce=nonce):
-                self._receive_hello(nonce, addr, now)
+            case Hello() as hello:
+                self._receive_hello(hello, addr, now)
             case Data() | Ack() | Bye() as frame:
                 client = self._clients.get(frame.session)
                 if client is None:
@@ -132,7 +168,7 @@ class ServerCore(Endpoint):
                         self._send_frame(self._reset_for(frame.session, now), addr)
                     return
                 self._receive_session_frame(client, frame, addr, now)
-            case Welcome() | Reset():
+            case Welcome() | Reset() | Challenge() | Denied():
                 self._drop("unexpected")
             case None:
                 pass
@@ -291,10 +327,24 @@ class ServerCore(Endpoint):
             table.move_to_end(host)
         return bucket.allow(now)
 
-    def _receive_hello(self, nonce: int, addr: Address, now: float) -> None:
+    def _receive_hello(self, hello: Hello, addr: Address, now: float) -> None:
         config = self.config
         if not self._per_ip_allowed(self._hellos, addr, config.hello_rate, config.hello_burst, now):
             self._drop("hello-rate")
+            return
+        nonce = hello.nonce
+        if hello.cookie == NO_COOKIE or not self._cookies.check(addr, nonce, hello.cookie, now):
+            if hello.cookie != NO_COOKIE:
+                self._drop("stale-cookie")  # expired, or made for another address or nonce
+            # Stateless, and no larger than a hello (31 bytes) times three: a spoofed
+            # source gets nothing stored and cannot use us to amplify.
+            salt = b"" if self._room_key is None else self._room_key.salt
+            self._send_frame(Challenge(nonce, self._cookies.make(addr, nonce, now), salt), addr)
+            return
+        if self._room_key is not None and not proven(hello, self._room_key.key):
+            # The address is proven, so this small answer goes to whoever asked.
+            self._drop("wrong-key")
+            self._send_frame(Denied(nonce), addr)
             return
         known_id = self._by_addr.get(addr)
         known = None if known_id is None else self._clients[known_id]
@@ -312,9 +362,7 @@ class ServerCore(Endpoint):
         session_id = self._randbits(64)
         while session_id in self._clients:
             session_id = self._randbits(64)
-        self._clients[session_id] = _Client(
-            Session(session_id, addr, self.config, now, self.stats), nonce
-        )
+        self._clients[session_id] = _Client(self._new_session(session_id, addr, now), nonce)
         self._by_addr[addr] = session_id
         self._emit(PeerJoined(addr))
         self._send_frame(Welcome(nonce, session_id, self._expiry_ms), addr)
@@ -325,6 +373,9 @@ class ServerCore(Endpoint):
         session = client.session
         old_peer = session.peer
         arrivals = session.accept(frame, addr, now)
+        if arrivals.replayed:
+            self._drop("replayed")
+            return
         self._clients.move_to_end(session.id)
         if session.peer != old_peer:
             if self._by_addr.get(old_peer) == session.id:

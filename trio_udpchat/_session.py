@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from ._config import Config
 from ._events import Address
 from ._reliable import Message, Receiver, Sender, expand_u32
-from ._wire import Ack, Bye, Data, SessionFrame, encode_frame
+from ._replay import ReplayWindow
+from ._sealed import Encoder
+from ._wire import DATA_OVERHEAD, Ack, Bye, Data, SessionFrame, encode_frame
 
 
 @dataclass(slots=True)
@@ -19,19 +21,25 @@ class Arrivals:
     messages: list[bytes] = field(default_factory=list)
     delivered: list[Message] = field(default_factory=list)
     bad_ack: bool = False  # it acknowledged packets never sent
+    replayed: bool = False  # its packet number arrived before (or is too old): ignored
 
 
 class Session:
     """Packet numbers, the reliable sender and receiver, and liveness times.
 
     ``peer`` is where datagrams go; it follows the newest valid datagram of the
-    session (roaming), never an older one that arrives late.
+    session (roaming), never an older one that arrives late. A packet number is
+    accepted once: a datagram sent again (by the network, or by an attacker who
+    captured it) is ignored. ``encode`` makes the bytes of outgoing frames
+    (sealed, in a room with a passphrase), whose Data frames spend
+    ``data_overhead`` bytes besides the payload.
     """
 
     __slots__ = (
         "_ack_due",
-        "_highest_pn",
+        "_encode",
         "_next_pn",
+        "_replay",
         "id",
         "last_heard",
         "last_sent",
@@ -41,14 +49,22 @@ class Session:
     )
 
     def __init__(
-        self, session_id: int, peer: Address, config: Config, now: float, stats: Counter[str]
+        self,
+        session_id: int,
+        peer: Address,
+        config: Config,
+        now: float,
+        stats: Counter[str],
+        encode: Encoder = encode_frame,
+        data_overhead: int = DATA_OVERHEAD,
     ) -> None:
         self.id = session_id
         self.peer = peer
-        self.sender = Sender(config, stats)
+        self.sender = Sender(config, stats, data_overhead)
         self.receiver = Receiver(config, stats)
+        self._encode = encode
         self._next_pn = 0
-        self._highest_pn = -1
+        self._replay = ReplayWindow(config.replay_window)
         self._ack_due = False
         self.last_heard = now
         self.last_sent = now
@@ -56,9 +72,12 @@ class Session:
     def accept(self, frame: SessionFrame, addr: Address, now: float) -> Arrivals:
         """Apply a frame that carries this session's id, from ``addr``."""
         arrivals = Arrivals()
-        pn = expand_u32(frame.pn, max(self._highest_pn, 0))
-        if pn > self._highest_pn:
-            self._highest_pn = pn
+        pn = expand_u32(frame.pn, max(self._replay.highest, 0))
+        newest = pn > self._replay.highest
+        if not self._replay.accept(pn):
+            arrivals.replayed = True
+            return arrivals
+        if newest:
             self.peer = addr
         self.last_heard = now
         match frame:
@@ -86,13 +105,13 @@ class Session:
     def datagrams(self, now: float) -> list[bytes]:
         """Everything this session should send now: due data, then an ack if one is owed."""
         out = [
-            encode_frame(Data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload))
+            self._encode(Data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload))
             for p in self.sender.transmit(now)
         ]
         if self._ack_due:
             self._ack_due = False
             next_seq, bitmap = self.receiver.ack_fields()
-            out.append(encode_frame(Ack(self.id, self._pn(), next_seq, bitmap)))
+            out.append(self._encode(Ack(self.id, self._pn(), next_seq, bitmap)))
         if out:
             self.last_sent = now
         return out
@@ -100,7 +119,7 @@ class Session:
     def bye(self) -> bytes:
         """The goodbye frame, with a last cumulative ack."""
         next_seq, _ = self.receiver.ack_fields()
-        return encode_frame(Bye(self.id, self._pn(), next_seq))
+        return self._encode(Bye(self.id, self._pn(), next_seq))
 
     def _pn(self) -> int:
         pn = self._next_pn % 2**32

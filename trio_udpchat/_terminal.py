@@ -22,7 +22,7 @@ from typing import TextIO
 import trio
 
 from ._commands import Role
-from ._events import Event
+from ._events import Event, NotEncrypted
 from ._render import PROMPTS, render
 
 _CLEAR_LINE = "\r\x1b[K"
@@ -102,6 +102,11 @@ class StdioTerminal:
         """Print the line for ``event``, keeping the prompt at the bottom."""
         line = render(event, self._role, receipts=self._receipts)
         if line is None:
+            return
+        if isinstance(event, NotEncrypted):
+            # A notice about the program, not the conversation: stdout keeps the
+            # classic transcript byte for byte.
+            print(line, file=sys.stderr, flush=True)
             return
         if self._prompt_shown:
             # Clear the prompt, print above it, and draw it again below.

@@ -5,30 +5,45 @@ Every frame starts with a three-byte header::
     offset  size  field
     0       1     MAGIC 0xF9: a byte that cannot start a UTF-8 sequence
                   (0xF5-0xFF never can), so a frame is never mistaken for text
-    1       1     VERSION, currently 1; any other version is dropped
+    1       1     VERSION, currently 2; any other version is dropped
     2       1     frame type, below
 
-then a body that depends on the type, and last a CRC-32 (zlib's, u32) of
-everything before it, so a bit flip that slips past UDP's 16-bit checksum is
-dropped rather than believed. Integers are big-endian; ``pn``
-is the sender's packet number, one per datagram, strictly increasing; ``seq``
-numbers the reliable packets of a session; both are sent modulo 2**32)::
+A *clear* frame follows with a body that depends on the type, and last a
+CRC-32 (zlib's, u32) of everything before it, so a bit flip that slips past
+UDP's 16-bit checksum is dropped rather than believed. Integers are big-endian;
+``pn`` is the sender's packet number, one per datagram, strictly increasing;
+``seq`` numbers the reliable packets of a session; both are sent modulo 2**32::
 
-    type     code  body                                       meaning
-    Hello    0x01  nonce u64                                  client asks for a session
-    Welcome  0x02  nonce u64, session u64, expiry_ms u32      server grants one (echoes nonce);
-                                                              it forgets sessions silent this long
-    Data     0x03  session u64, pn u32, seq u32, flags u8,    one reliable packet: a message
-                   payload (rest)                             or a fragment of one
-    Ack      0x04  session u64, pn u32, next u32, bitmap u64  every seq below ``next`` arrived,
-                                                              and ``next + 1 + i`` per set bit i
-    Bye      0x05  session u64, pn u32, next u32              client leaves; ``next`` acks as in Ack
-    Reset    0x06  session u64, next u32, known u8            server: I hold no such session;
-                                                              if known == 1 it ended, and every
-                                                              seq below ``next`` had arrived
+    type       code  body                                       meaning
+    Hello      0x01  nonce u64, cookie 16 bytes,                client asks for a session;
+                     proof (0 or 40 bytes)                      cookie all zero: none yet
+    Welcome    0x02  nonce u64, session u64, expiry_ms u32      server grants one (echoes nonce);
+                                                                it forgets sessions silent this long
+    Data       0x03  session u64, pn u32, seq u32, flags u8,    one reliable packet: a message
+                     payload (rest)                             or a fragment of one
+    Ack        0x04  session u64, pn u32, next u32, bitmap u64  every seq below ``next`` arrived,
+                                                                and ``next + 1 + i`` per set bit i
+    Bye        0x05  session u64, pn u32, next u32              client leaves; ``next`` acks
+                                                                as in Ack
+    Reset      0x06  session u64, next u32, known u8            server: I hold no such session;
+                                                                if known == 1 it ended, and every
+                                                                seq below ``next`` had arrived
+    Challenge  0x07  nonce u64, cookie 16 bytes, keyed u8,      server: echo this cookie in your
+                     salt 16 bytes                              hello; keyed == 1: the room has a
+                                                                passphrase, derive its key with salt
+    Denied     0x08  nonce u64                                  server: that hello's proof is wrong
 
 Data flags: bit 0 MORE (more fragments of this message follow), bit 1
 KEEPALIVE (an empty packet that only asks for an ack). Other bits must be 0.
+
+A *sealed* frame (type 0x10) is how a room with a passphrase sends Welcome,
+Data, Ack, Bye and Reset: after the header come a 24-byte nonce and the
+XChaCha20-Poly1305 encryption (with its 16-byte tag) of ``code u8 + body`` of
+the clear frame, the header authenticated as associated data (``_sealed``).
+A Hello's proof, in a room with a passphrase, is a seal of nothing with the
+hello's first 27 bytes as associated data: the server checks that the client
+knows the key before it grants a session. Hello, Challenge and Denied are
+never sealed: they come before a key can be known or checked.
 
 A datagram whose first byte is not MAGIC is plain text (see ``_plaintext``).
 """
@@ -38,29 +53,47 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 
 MAGIC: Final = 0xF9
-VERSION: Final = 1
+VERSION: Final = 2
 
 FLAG_MORE: Final = 0x01
 FLAG_KEEPALIVE: Final = 0x02
 _KNOWN_FLAGS: Final = FLAG_MORE | FLAG_KEEPALIVE
 
 _HEADER: Final = struct.Struct("!BBB")
-_HELLO: Final = struct.Struct("!Q")
+_HELLO: Final = struct.Struct("!Q16s")
+_CHALLENGE: Final = struct.Struct("!Q16sB16s")
+_DENIED: Final = struct.Struct("!Q")
 _WELCOME: Final = struct.Struct("!QQI")
 _DATA: Final = struct.Struct("!QIIB")
 _ACK: Final = struct.Struct("!QIIQ")
 _BYE: Final = struct.Struct("!QII")
 _RESET: Final = struct.Struct("!QIB")
 _CRC: Final = struct.Struct("!I")
+_SEALED_HEADER: Final = _HEADER.pack(MAGIC, VERSION, 0x10)
 
 HEADER_SIZE: Final = _HEADER.size
-#: Bytes a Data frame spends besides its payload.
+#: The type code of a sealed frame.
+SEALED: Final = 0x10
+#: Sizes of the AEAD's nonce and tag in a sealed frame.
+AEAD_NONCE_SIZE: Final = 24
+AEAD_TAG_SIZE: Final = 16
+#: What sealing adds to a frame's code and body (header, nonce, tag).
+SEALED_OVERHEAD: Final = _HEADER.size + AEAD_NONCE_SIZE + AEAD_TAG_SIZE
+#: Bytes a clear Data frame spends besides its payload.
 DATA_OVERHEAD: Final = _HEADER.size + _DATA.size + _CRC.size
+#: Bytes a sealed Data frame spends besides its payload.
+SEALED_DATA_OVERHEAD: Final = SEALED_OVERHEAD + 1 + _DATA.size
+COOKIE_SIZE: Final = 16
+#: A hello without a cookie carries these bytes in its place.
+NO_COOKIE: Final = bytes(COOKIE_SIZE)
+#: A hello's proof: a seal of nothing (nonce and tag).
+PROOF_SIZE: Final = AEAD_NONCE_SIZE + AEAD_TAG_SIZE
+SALT_SIZE: Final = 16
 #: Bits in the Ack bitmap: how far past ``next`` an ack can report arrivals.
 ACK_BITS: Final = 64
 
@@ -70,9 +103,13 @@ _U64: Final = 2**64 - 1
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Client to server: please give me a session. ``nonce`` is echoed back."""
+    """Client to server: please give me a session. ``nonce`` is echoed back;
+    ``cookie`` is the one the server's :class:`Challenge` gave (or
+    :data:`NO_COOKIE`); ``proof`` shows the client knows the room key (or is empty)."""
 
     nonce: int
+    cookie: bytes = NO_COOKIE
+    proof: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +164,26 @@ class Reset:
     known: bool = False
 
 
-Frame: TypeAlias = Hello | Welcome | Data | Ack | Bye | Reset
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Server to client: echo ``cookie`` in a new hello (so your address is proven).
+    ``salt`` is empty if the room has no passphrase, else the salt of its key."""
+
+    nonce: int
+    cookie: bytes
+    salt: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Server to client: the hello with ``nonce`` did not prove the room key."""
+
+    nonce: int
+
+
+Frame: TypeAlias = Hello | Welcome | Data | Ack | Bye | Reset | Challenge | Denied
+#: Frames sent sealed when the room has a passphrase.
+SealableFrame: TypeAlias = Welcome | Data | Ack | Bye | Reset
 #: Frames that belong to an established session and carry a packet number.
 SessionFrame: TypeAlias = Data | Ack | Bye
 
@@ -138,6 +194,8 @@ _CODES: Final[dict[type[Frame], int]] = {
     Ack: 0x04,
     Bye: 0x05,
     Reset: 0x06,
+    Challenge: 0x07,
+    Denied: 0x08,
 }
 
 
@@ -146,7 +204,7 @@ def is_frame(data: bytes) -> bool:
     return len(data) > 0 and data[0] == MAGIC
 
 
-def _pack(layout: struct.Struct, *fields: int) -> bytes:
+def _pack(layout: struct.Struct, *fields: int | bytes) -> bytes:
     try:
         return layout.pack(*fields)
     except struct.error as exc:
@@ -154,31 +212,58 @@ def _pack(layout: struct.Struct, *fields: int) -> bytes:
 
 
 def encode_frame(frame: Frame) -> bytes:
-    """Return the bytes of ``frame``.
+    """Return the bytes of ``frame`` as a clear frame.
 
     Raises :class:`LocalProtocolError` if a field is out of range.
     """
-    header = _HEADER.pack(MAGIC, VERSION, _CODES[type(frame)])
-    match frame:
-        case Hello(nonce=nonce):
-            body = _pack(_HELLO, nonce)
-        case Welcome(nonce=nonce, session=session, expiry_ms=expiry_ms):
-            body = _pack(_WELCOME, nonce, session, expiry_ms)
-        case Data(session=session, pn=pn, seq=seq, flags=flags, payload=payload):
-            if flags & ~_KNOWN_FLAGS:
-                raise LocalProtocolError(f"unknown data flags {flags:#04x}")
-            body = _pack(_DATA, session, pn, seq, flags) + payload
-        case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap):
-            body = _pack(_ACK, session, pn, next_seq, bitmap)
-        case Bye(session=session, pn=pn, next=next_seq):
-            body = _pack(_BYE, session, pn, next_seq)
-        case Reset(session=session, next=next_seq, known=known):
-            body = _pack(_RESET, session, next_seq, int(known))
-    data = header + body
+    data = _HEADER.pack(MAGIC, VERSION, _CODES[type(frame)]) + _encode_body(frame)
     return data + _CRC.pack(zlib.crc32(data))
 
 
-def _fixed(name: str, body: bytes, layout: struct.Struct) -> tuple[int, ...]:
+def encode_inner(frame: Frame) -> bytes:
+    """``code + body`` of ``frame``: what a sealed frame encrypts."""
+    return bytes((_CODES[type(frame)],)) + _encode_body(frame)
+
+
+def sealed_header() -> bytes:
+    """The three header bytes of a sealed frame (its associated data)."""
+    return _SEALED_HEADER
+
+
+def _fixed_bytes(value: bytes, size: int, what: str) -> bytes:
+    if len(value) != size:
+        raise LocalProtocolError(f"{what} must have {size} bytes, not {len(value)}")
+    return value
+
+
+def _encode_body(frame: Frame) -> bytes:
+    match frame:
+        case Hello(nonce=nonce, cookie=cookie, proof=proof):
+            if len(proof) not in (0, PROOF_SIZE):
+                raise LocalProtocolError(f"a proof has 0 or {PROOF_SIZE} bytes")
+            return _pack(_HELLO, nonce, _fixed_bytes(cookie, COOKIE_SIZE, "a cookie")) + proof
+        case Welcome(nonce=nonce, session=session, expiry_ms=expiry_ms):
+            return _pack(_WELCOME, nonce, session, expiry_ms)
+        case Data(session=session, pn=pn, seq=seq, flags=flags, payload=payload):
+            if flags & ~_KNOWN_FLAGS:
+                raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+            return _pack(_DATA, session, pn, seq, flags) + payload
+        case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap):
+            return _pack(_ACK, session, pn, next_seq, bitmap)
+        case Bye(session=session, pn=pn, next=next_seq):
+            return _pack(_BYE, session, pn, next_seq)
+        case Reset(session=session, next=next_seq, known=known):
+            return _pack(_RESET, session, next_seq, int(known))
+        case Challenge(nonce=nonce, cookie=cookie, salt=salt):
+            keyed = bool(salt)
+            salt = _fixed_bytes(salt, SALT_SIZE, "a salt") if keyed else bytes(SALT_SIZE)
+            cookie = _fixed_bytes(cookie, COOKIE_SIZE, "a cookie")
+            return _pack(_CHALLENGE, nonce, cookie, int(keyed), salt)
+        case Denied(nonce=nonce):
+            return _pack(_DENIED, nonce)
+
+
+def _fixed(name: str, body: bytes, layout: struct.Struct) -> tuple[Any, ...]:
     if len(body) != layout.size:
         raise RemoteProtocolError(
             f"{name} body has {len(body)} bytes, expected {layout.size}", reason="bad-length"
@@ -195,29 +280,60 @@ def _decode_data(body: bytes) -> Data:
     return Data(session, pn, seq, flags, body[_DATA.size :])
 
 
+def frame_type(data: bytes) -> int | None:
+    """The type code of a frame (sealed: :data:`SEALED`), ``None`` if too short to say."""
+    return data[2] if len(data) >= _HEADER.size else None
+
+
 def decode_frame_untrusted(data: bytes) -> Frame:
-    """Parse one datagram from the network into a frame.
+    """Parse one clear frame from the network.
 
     Raises :class:`RemoteProtocolError` (and nothing else) if ``data`` is not a
-    valid frame of our version; its ``reason`` says why, for counting.
+    valid clear frame of our version; its ``reason`` says why, for counting.
     """
     if len(data) < _HEADER.size + _CRC.size:
         raise RemoteProtocolError(f"frame of {len(data)} bytes is truncated", reason="truncated")
-    magic, version, code = _HEADER.unpack_from(data)
+    _check_header(data)
+    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if zlib.crc32(memoryview(data)[: -_CRC.size]) != crc:
+        raise RemoteProtocolError("frame checksum does not match", reason="bad-checksum")
+    return _decode_body(data[2], data[_HEADER.size : -_CRC.size])
+
+
+def check_sealed_header_untrusted(data: bytes) -> None:
+    """Raise :class:`RemoteProtocolError` unless ``data`` starts as a sealed frame of ours."""
+    if len(data) < SEALED_OVERHEAD + 1:
+        raise RemoteProtocolError(f"frame of {len(data)} bytes is truncated", reason="truncated")
+    _check_header(data)
+    if data[2] != SEALED:
+        raise RemoteProtocolError("frame is not sealed", reason="not-sealed")
+
+
+def decode_inner_untrusted(inner: bytes) -> Frame:
+    """Parse the decrypted ``code + body`` of a sealed frame; only sealable types."""
+    if not inner:
+        raise RemoteProtocolError("sealed frame is empty", reason="truncated")
+    frame = _decode_body(inner[0], inner[1:])
+    if isinstance(frame, Hello | Challenge | Denied):
+        raise RemoteProtocolError("a handshake frame is never sealed", reason="bad-type")
+    return frame
+
+
+def _check_header(data: bytes) -> None:
+    magic, version, _ = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise RemoteProtocolError(f"first byte {magic:#04x} is not a frame", reason="not-a-frame")
     if version != VERSION:
         raise RemoteProtocolError(f"frame version {version} is not {VERSION}", reason="bad-version")
-    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-    if zlib.crc32(memoryview(data)[: -_CRC.size]) != crc:
-        raise RemoteProtocolError("frame checksum does not match", reason="bad-checksum")
-    body = data[_HEADER.size : -_CRC.size]
+
+
+def _decode_body(code: int, body: bytes) -> Frame:
     if code == 0x03:  # the common case first
         return _decode_data(body)
     if code == 0x04:
         return Ack(*_fixed("ack", body, _ACK))
     if code == 0x01:
-        return Hello(*_fixed("hello", body, _HELLO))
+        return _decode_hello(body)
     if code == 0x02:
         return Welcome(*_fixed("welcome", body, _WELCOME))
     if code == 0x05:
@@ -227,4 +343,24 @@ def decode_frame_untrusted(data: bytes) -> Frame:
         if known > 1:
             raise RemoteProtocolError(f"reset flag {known} is not 0 or 1", reason="bad-flags")
         return Reset(session, next_seq, bool(known))
+    if code == 0x07:
+        nonce, cookie, keyed, salt = _fixed("challenge", body, _CHALLENGE)
+        if keyed > 1 or (not keyed and any(salt)):
+            raise RemoteProtocolError(
+                "challenge flag is not 0 or 1 (0: no salt)", reason="bad-flags"
+            )
+        return Challenge(nonce, cookie, salt if keyed else b"")
+    if code == 0x08:
+        return Denied(*_fixed("denied", body, _DENIED))
     raise RemoteProtocolError(f"unknown frame type {code:#04x}", reason="bad-type")
+
+
+def _decode_hello(body: bytes) -> Hello:
+    if len(body) not in (_HELLO.size, _HELLO.size + PROOF_SIZE):
+        raise RemoteProtocolError(
+            f"hello body has {len(body)} bytes, expected {_HELLO.size}"
+            f" or {_HELLO.size + PROOF_SIZE}",
+            reason="bad-length",
+        )
+    nonce, cookie = _HELLO.unpack_from(body)
+    return Hello(nonce, cookie, body[_HELLO.size :])
