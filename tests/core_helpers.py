@@ -50,7 +50,7 @@ from trio_udpchat._client import ClientCore
 from trio_udpchat._config import Config
 from trio_udpchat._crypto import RoomKey, Sealer
 from trio_udpchat._endpoint import Endpoint
-from trio_udpchat._events import Address, MessageTooLong
+from trio_udpchat._events import Address, KeyNeeded, MessageTooLong
 from trio_udpchat._names import address_name
 from trio_udpchat._sealed import open_frame_untrusted, prove, sealing
 from trio_udpchat._server import ServerCore
@@ -434,6 +434,11 @@ class Pair:
     roam); the server's datagrams reach the client only if sent to ``addr``.
     Clear ``to_server`` / ``to_client`` to cut one direction. ``hops`` logs
     every datagram.
+
+    With ``key``, the server's room has that key; the client has a passphrase
+    if ``client_key`` is given, and "derives" ``client_key.key`` whatever salt
+    the server names (a different key: a wrong passphrase). The I/O layer's
+    part, answering :class:`KeyNeeded`, is played by :meth:`exchange`.
     """
 
     def __init__(
@@ -443,9 +448,18 @@ class Pair:
         client_config: Config | None = None,
         seed: int = SEED,
         name: str = "",
+        key: RoomKey | None = None,
+        client_key: RoomKey | None = None,
     ) -> None:
-        self.server = make_server(config, seed=seed)
-        self.client = make_client(client_config or config, seed=seed + 1, name=name)
+        self.server = make_server(config, seed=seed, key=key)
+        self.client = ClientCore(
+            SERVER,
+            client_config or config,
+            name=name,
+            randbits=seeded(seed + 1),
+            keyed=client_key is not None,
+        )
+        self.client_key = client_key
         self.addr = CLIENT
         self.now = 0.0
         self.to_server = True
@@ -455,6 +469,7 @@ class Pair:
     def exchange(self) -> None:
         """Deliver datagrams both ways at ``now`` until neither core has more."""
         for _ in range(_ROUNDS):
+            self._derive_keys()
             client_out = drain(self.client, self.now)
             server_out = drain(self.server, self.now)
             if not client_out and not server_out:
@@ -465,6 +480,15 @@ class Pair:
             for data, to in server_out:
                 self._hop(False, data, self.to_client and to == self.addr)
         raise AssertionError("the cores never go quiet")
+
+    def _derive_keys(self) -> None:
+        """Answer the client's :class:`KeyNeeded` events (and take them off its queue)."""
+        events = self.client._events
+        needed = [event for event in events if isinstance(event, KeyNeeded)]
+        events[:] = [event for event in events if not isinstance(event, KeyNeeded)]
+        for event in needed:
+            assert self.client_key is not None, "only a client with a passphrase needs a key"
+            self.client.provide_key(event.salt, self.client_key.key, self.now)
 
     def _hop(self, from_client: bool, data: bytes, delivered: bool) -> None:
         self.hops.append(Hop(self.now, from_client, data, delivered))

@@ -1,0 +1,80 @@
+"""The cryptography under a room passphrase: key derivation, sealing, opening."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.core_helpers import seeded
+from trio_udpchat._crypto import KEY_SIZE, NONCE_SIZE, RoomKey, Sealer, derive_key, open_untrusted
+from trio_udpchat._errors import LocalProtocolError, RemoteProtocolError
+
+SALT = bytes(range(16))
+KEY = bytes(range(32))
+
+
+def test_derivation_is_deterministic_and_depends_on_passphrase_and_salt() -> None:
+    # One derivation costs ~50 ms (Argon2id, 64 MiB): a handful here, none elsewhere.
+    key = derive_key(b"correct horse battery staple", SALT)
+    assert len(key) == KEY_SIZE
+    assert derive_key(b"correct horse battery staple", SALT) == key
+    assert derive_key(b"correct horse battery stapler", SALT) != key
+    assert derive_key(b"correct horse battery staple", bytes(16)) != key
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "salt"), [(b"", SALT), (b"pw", b"short"), (b"pw", SALT * 2)]
+)
+def test_derivation_refuses_an_empty_passphrase_or_a_bad_salt(
+    passphrase: bytes, salt: bytes
+) -> None:
+    with pytest.raises(LocalProtocolError):
+        derive_key(passphrase, salt)
+
+
+def test_a_room_key_never_shows_its_key() -> None:
+    shown = repr(RoomKey(SALT, KEY))
+    assert SALT.hex() in shown
+    assert KEY.hex() not in shown
+    assert str(list(KEY)) not in shown
+    with pytest.raises(LocalProtocolError):
+        RoomKey(SALT, KEY[:16])
+
+
+@given(st.binary(max_size=64), st.binary(max_size=300))
+def test_seal_then_open_round_trips(associated: bytes, plaintext: bytes) -> None:
+    sealed = Sealer(KEY, seeded(1)).seal(associated, plaintext)
+    assert len(sealed) == NONCE_SIZE + len(plaintext) + 16
+    assert open_untrusted(KEY, associated, sealed) == plaintext
+
+
+@given(st.binary(min_size=1, max_size=40), st.data())
+def test_any_change_fails_to_open(plaintext: bytes, data: st.DataObject) -> None:
+    sealed = bytearray(Sealer(KEY, seeded(2)).seal(b"header", plaintext))
+    index = data.draw(st.integers(0, len(sealed) - 1))
+    sealed[index] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(RemoteProtocolError) as caught:
+        open_untrusted(KEY, b"header", bytes(sealed))
+    assert caught.value.reason == "bad-tag"
+
+
+def test_associated_data_and_key_are_authenticated() -> None:
+    sealed = Sealer(KEY, seeded(3)).seal(b"header", b"text")
+    for key, associated in ((KEY, b"Header"), (bytes(32), b"header")):
+        with pytest.raises(RemoteProtocolError):
+            open_untrusted(key, associated, sealed)
+
+
+def test_nonces_count_up_after_a_random_prefix() -> None:
+    sealer = Sealer(KEY, seeded(4))
+    nonces = [sealer.seal(b"", b"")[:NONCE_SIZE] for _ in range(1000)]
+    assert len(set(nonces)) == 1000
+    assert {nonce[:16] for nonce in nonces} == {nonces[0][:16]}
+    assert [int.from_bytes(nonce[16:], "big") for nonce in nonces] == list(range(1000))
+
+
+def test_a_truncated_seal_is_a_remote_error() -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        open_untrusted(KEY, b"", bytes(NONCE_SIZE + 15))
+    assert caught.value.reason == "truncated"
