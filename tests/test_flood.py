@@ -1,10 +1,12 @@
 """Tier 3 under attack: a flood of junk and hellos while two real clients chat.
 
 Real UDP on 127.0.0.1. Fifty flooder sockets send 100,000 junk datagrams (random
-bytes, bad-checksum frames, plain text lines) and 10,000 valid Hello frames to the
-server while ``alice`` and ``bob`` exchange 20 messages each. Every message must
-arrive, in order; the server's sessions stay bounded; its stats name the drops;
-and the process's traced memory grows by less than ``MEMORY_GROWTH_LIMIT``.
+bytes, bad-checksum frames, sealed-looking junk, plain text lines) and 10,000
+Hello frames (half with forged cookies) to the server while ``alice`` and
+``bob`` exchange 20 messages each; once without a passphrase, once with one.
+Every message must arrive, in order; the flood never gets a session (a hello
+without a valid cookie costs no state); its stats name the drops; and the
+process's traced memory grows by less than ``MEMORY_GROWTH_LIMIT``.
 
 Run with ``pytest -s`` to see the figures.
 """
@@ -20,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 
+import pytest
 import trio
 
 from tests.fakes import FakeTerminal
@@ -36,7 +39,8 @@ from trio_udpchat import (
     run_server,
 )
 from trio_udpchat._events import PresenceNoticed, RoomMessage, WhoListed
-from trio_udpchat._wire import MAGIC, VERSION, Hello, encode_frame
+from trio_udpchat._crypto import RoomKey, derive_key
+from trio_udpchat._wire import MAGIC, NO_COOKIE, SEALED, VERSION, Hello, encode_frame
 
 #: Junk datagrams and valid hellos the flooders send, and from how many sockets.
 JUNK = 100_000
@@ -44,6 +48,8 @@ HELLOS = 10_000
 FLOODERS = 50
 #: Datagrams sent between two checkpoints (``trio.lowlevel.checkpoint()``) of the flooder.
 BATCH = 20
+#: The room passphrase of the second run.
+PASSPHRASE = b"a flood cannot read this room"
 #: Messages each real client sends, spread across the flood.
 MESSAGES = 20
 #: Growth of the process's traced Python memory from before the flood to after it.
@@ -88,13 +94,16 @@ def keep_for_client(event: Event) -> bool:
 
 
 def junk(rng: random.Random, i: int) -> bytes:
-    """One junk datagram: random bytes, a frame with a bad checksum, or a text line."""
-    match i % 3:
+    """One junk datagram: random bytes, a frame with a bad checksum, a sealed frame
+    that does not authenticate, or a text line."""
+    match i % 4:
         case 0:
             return rng.randbytes(rng.randrange(1, 200))
         case 1:
             body = rng.randbytes(rng.randrange(8, 60))
-            return bytes([MAGIC, VERSION, rng.randrange(1, 7)]) + body
+            return bytes([MAGIC, VERSION, rng.randrange(1, 9)]) + body
+        case 2:
+            return bytes([MAGIC, VERSION, SEALED]) + rng.randbytes(rng.randrange(41, 120))
         case _:
             return f"flood line {i}\n".encode()
 
@@ -104,7 +113,8 @@ def flood(rng: random.Random) -> Iterator[tuple[int, bytes]]:
     sent_junk = sent_hellos = 0
     for i in range(JUNK + HELLOS):
         if i % 11 == 10 and sent_hellos < HELLOS:
-            data = encode_frame(Hello(rng.getrandbits(64)))
+            cookie = rng.randbytes(16) if sent_hellos % 2 else NO_COOKIE  # forged, or none
+            data = encode_frame(Hello(rng.getrandbits(64), cookie))
             sent_hellos += 1
         else:
             data = junk(rng, sent_junk)
@@ -114,13 +124,20 @@ def flood(rng: random.Random) -> Iterator[tuple[int, bytes]]:
 
 
 async def start_member(
-    nursery: trio.Nursery, address: Address, name: str, done: trio.Event
+    nursery: trio.Nursery, address: Address, name: str, done: trio.Event, passphrase: bytes | None
 ) -> tuple[KeepingTerminal, ClientCore]:
     """Start a client called ``name``; ``done`` is set if it returns on its own."""
     terminal = KeepingTerminal(keep_for_client)
 
     async def member(task_status: trio.TaskStatus[ClientCore]) -> None:
-        await run_client(terminal, address[0], address[1], name=name, task_status=task_status)
+        await run_client(
+            terminal,
+            address[0],
+            address[1],
+            name=name,
+            passphrase=passphrase,
+            task_status=task_status,
+        )
         done.set()
 
     core: ClientCore = await nursery.start(member)
@@ -138,27 +155,34 @@ def traced() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
-async def test_two_clients_chat_through_a_flood_of_junk_and_hellos() -> None:
+@pytest.mark.parametrize("passphrase", [None, PASSPHRASE], ids=["open", "passphrase"])
+async def test_two_clients_chat_through_a_flood_of_junk_and_hellos(
+    passphrase: bytes | None,
+) -> None:
+    key = None
+    if passphrase is not None:
+        salt = bytes(range(16))
+        key = RoomKey(salt, await trio.to_thread.run_sync(derive_key, passphrase, salt))
     started = time.perf_counter()
     tracemalloc.start()
     try:
-        await flood_and_chat()
+        await flood_and_chat(key, passphrase)
     finally:
         tracemalloc.stop()
     elapsed = time.perf_counter() - started
     print(f"wall time: {elapsed:.1f} s")
 
 
-async def flood_and_chat() -> None:
-    core = ServerCore(CONFIG, name="server")
+async def flood_and_chat(key: RoomKey | None, passphrase: bytes | None) -> None:
+    core = ServerCore(CONFIG, name="server", key=key)
     operator = KeepingTerminal(keep_for_server)
     rng = random.Random(20240607)
     async with running(TIME_LIMIT) as nursery:
         run = partial(run_server, operator, LOOPBACK, 0, CONFIG, core=core)
         address: Address = await nursery.start(run)
         alice_done, bob_done = trio.Event(), trio.Event()
-        alice, _ = await start_member(nursery, address, "alice", alice_done)
-        bob, _ = await start_member(nursery, address, "bob", bob_done)
+        alice, _ = await start_member(nursery, address, "alice", alice_done, passphrase)
+        bob, _ = await start_member(nursery, address, "bob", bob_done, passphrase)
         await alice.wait_for(PresenceNoticed, lambda e: (e.what, e.name) == ("joined", "bob"))
         joined = operator.of(PeerJoined)
         assert len(joined) == 2
@@ -237,4 +261,7 @@ async def flood_and_chat() -> None:
     assert most_peers <= 2 * CONFIG.max_peers
     assert drops["dropped:bad-checksum"] > 0
     assert drops["dropped:hello-rate"] > 0
+    assert drops["dropped:stale-cookie"] > 0
+    assert drops["dropped:bad-tag" if key else "dropped:no-key"] > 0
+    assert (most_sessions, core.session_count) == (2, 1)  # the flood never had a session
     assert growth < MEMORY_GROWTH_LIMIT
