@@ -53,9 +53,10 @@ def command(*args: str) -> list[str]:
 
 def program_env(**extra: str) -> dict[str, str]:
     """The environment of a program under test: ours, UTF-8 stdio whatever the locale."""
-    env = dict(os.environ, PYTHONUTF8="1", **extra)
-    for name in ("PYTHONWARNINGS", "PYTHONIOENCODING", "COLUMNS", "LINES"):
-        env.pop(name, None)
+    env = dict(os.environ, PYTHONUTF8="1")
+    for name in ("PYTHONWARNINGS", "PYTHONIOENCODING", "COLUMNS", "LINES", "TRIO_UDPCHAT_KEY"):
+        env.pop(name, None)  # a developer's own passphrase must not reach the tests
+    env.update(extra)
     return env
 
 
@@ -171,14 +172,14 @@ class Exit:
 class Program:
     """One ``trio-udpchat`` process with piped stdout and stderr."""
 
-    def __init__(self, *args: str, stdin: bool = True) -> None:
+    def __init__(self, *args: str, stdin: bool = True, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.popen = subprocess.Popen(
             command(*args),
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=program_env(),
+            env=program_env(**(env or {})),
         )
         assert self.popen.stdout is not None
         assert self.popen.stderr is not None
@@ -338,9 +339,9 @@ def end_tty(child: Tty, key: str) -> TtyExit:
 class Launcher(contextlib.ExitStack):
     """Starts servers, clients and terminals; kills every one of them on exit."""
 
-    def start(self, *args: str, stdin: bool = True) -> Program:
-        """Start ``trio-udpchat *args``."""
-        program = Program(*args, stdin=stdin)
+    def start(self, *args: str, stdin: bool = True, env: dict[str, str] | None = None) -> Program:
+        """Start ``trio-udpchat *args`` (with ``env`` added to its environment)."""
+        program = Program(*args, stdin=stdin, env=env)
         self.callback(program.kill)
         return program
 
@@ -349,9 +350,11 @@ class Launcher(contextlib.ExitStack):
         server = self.start("server", "--host", host, "--port", "0", *args, stdin=stdin)
         return server, listening_port(server.read_line(), host)
 
-    def client(self, port: int, *args: str, host: str = LOCALHOST) -> Program:
+    def client(
+        self, port: int, *args: str, host: str = LOCALHOST, env: dict[str, str] | None = None
+    ) -> Program:
         """A client of the server at ``host`` and ``port``."""
-        return self.start("client", "--host", host, "--port", str(port), *args)
+        return self.start("client", "--host", host, "--port", str(port), *args, env=env)
 
     def chatting(self, host: str = LOCALHOST, *server_args: str) -> tuple[Program, Program, int]:
         """A server and a client that has said ``Hello, server!``; also the client's port."""

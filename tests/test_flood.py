@@ -38,8 +38,8 @@ from trio_udpchat import (
     run_client,
     run_server,
 )
-from trio_udpchat._events import PresenceNoticed, RoomMessage, WhoListed
 from trio_udpchat._crypto import RoomKey, derive_key
+from trio_udpchat._events import PresenceNoticed, RoomMessage, WhoListed
 from trio_udpchat._wire import MAGIC, NO_COOKIE, SEALED, VERSION, Hello, encode_frame
 
 #: Junk datagrams and valid hellos the flooders send, and from how many sockets.
