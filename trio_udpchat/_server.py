@@ -36,6 +36,7 @@ from ._events import (
 )
 from ._plaintext import PlainStyle, plain_line, split_plaintext
 from ._room import MemberId, Room
+from ._rtt import RttEstimator
 from ._session import Session
 from ._wire import Ack, Bye, Data, Hello, Reset, Welcome, is_frame
 
@@ -111,6 +112,9 @@ class ServerCore(Endpoint):
     def session_count(self) -> int:
         """How many framed sessions are open."""
         return len(self._clients)
+
+    def _round_trips(self) -> list[RttEstimator]:
+        return [client.session.sender.rtt for client in self._clients.values()]
 
     # -- inputs -------------------------------------------------------------
 
