@@ -7,6 +7,7 @@ core wants sent, hands its events to the terminal, and re-arms the timer.
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import time
@@ -46,10 +47,12 @@ from ._events import (
     PendingListed,
     StatsListed,
 )
+from ._render import stats_line
 from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
 
 _RECV_SIZE = 65536  # any UDP datagram fits; plain-text peers may send large ones
+_logger = logging.getLogger("trio_udpchat")
 
 
 class Terminal(Protocol):
@@ -207,15 +210,19 @@ async def run_server(
         address = sock.getsockname()
         terminal.show(Listening(address))
         driver = _Driver(sock, core, terminal)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(driver.receive_task, core.receive_datagram)
-            nursery.start_soon(driver.timer_task)
-            task_status.started(address)
-            if not operator:
-                await trio.sleep_forever()
-            await driver.input_loop("server", partial(_operate, core), core.pending, core.has_room)
-            await driver.linger(core.pending, core.config.linger)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(driver.receive_task, core.receive_datagram)
+                nursery.start_soon(driver.timer_task)
+                task_status.started(address)
+                if not operator:
+                    await trio.sleep_forever()
+                act = partial(_operate, core)
+                await driver.input_loop("server", act, core.pending, core.has_room)
+                await driver.linger(core.pending, core.config.linger)
+                nursery.cancel_scope.cancel()
+        finally:
+            _logger.info("on exit: %s", stats_line(core.stats_summary()))
 
 
 async def run_client(
@@ -254,6 +261,8 @@ async def run_client(
                 await driver.linger(core.pending, config.linger)
                 nursery.cancel_scope.cancel()
         finally:
+            # Summed up before close() ends the session, so the RTT is still there.
+            _logger.info("on exit: %s", stats_line(core.stats_summary()))
             core.close(trio.current_time())
             with trio.move_on_after(config.goodbye_timeout, shield=True):
                 await driver.flush()

@@ -64,7 +64,8 @@ class StdioTerminal:
 
     ``style`` colours what is printed; ``formatter`` replaces the rendering
     altogether (``--json``: no prompts then, whatever stdin is); each of
-    ``observers`` also sees every event (a log file, the log).
+    ``observers`` also sees every event, and ``on_typed`` every line read
+    (a log file, the log).
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class StdioTerminal:
         style: Style = PLAIN,
         formatter: Formatter | None = None,
         observers: Sequence[Callable[[Event], None]] = (),
+        on_typed: Callable[[str], None] | None = None,
         line_editing: bool = True,
     ) -> None:
         self._role = role
@@ -86,6 +88,7 @@ class StdioTerminal:
         self._style = style
         self._formatter = formatter
         self._observers = tuple(observers)
+        self._on_typed = on_typed
         self._interactive = formatter is None and os.isatty(stdin_fd) and self._out.isatty()
         self._editor: LineEditor | None = None
         if self._interactive and line_editing:
@@ -113,6 +116,12 @@ class StdioTerminal:
 
     async def read_line(self) -> str | None:
         """The next line from stdin without its newline, or ``None`` at EOF."""
+        line = await self._read_line()
+        if line is not None and self._on_typed is not None:
+            self._on_typed(line)
+        return line
+
+    async def _read_line(self) -> str | None:
         if self._editor is not None:
             return await self._edit_line(self._editor)
         while not self._lines:
