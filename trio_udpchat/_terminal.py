@@ -26,7 +26,7 @@ import trio
 
 from ._colour import PLAIN, Style
 from ._commands import Role
-from ._events import Event
+from ._events import Event, ServerAnswered, SessionStarted
 from ._lineeditor import LineEditor, open_line_editor
 from ._render import PROMPTS, render
 
@@ -89,6 +89,7 @@ class StdioTerminal:
         self._formatter = formatter
         self._observers = tuple(observers)
         self._on_typed = on_typed
+        self._just_connected = False
         self._interactive = formatter is None and os.isatty(stdin_fd) and self._out.isatty()
         self._editor: LineEditor | None = None
         if self._interactive and line_editing:
@@ -151,9 +152,13 @@ class StdioTerminal:
         """Print the line for ``event``, keeping the prompt at the bottom."""
         for observe in self._observers:
             observe(event)
+        just_connected, self._just_connected = self._just_connected, False
         if self._formatter is not None:
             line = self._formatter(event)
+        elif isinstance(event, ServerAnswered) and just_connected and self._interactive:
+            line = None  # "connected" right before it said so already
         else:
+            self._just_connected = isinstance(event, SessionStarted)
             line = render(
                 event,
                 self._role,
