@@ -1,7 +1,8 @@
 """A program in a tmux pane on a private tmux server, and what its screen shows.
 
-Each :class:`TmuxPane` starts its own tmux server (``tmux -L <unique name>``), so
-tests never touch a user's tmux, and kills that server when done. Waiting is
+Each :class:`TmuxPane` starts its own tmux server on a socket in the test's
+temporary directory (``tmux -S``), so tests never touch a user's tmux, and
+kills that server when done. Waiting is
 by polling the captured screen until the expected text is there, under a
 deadline: no sleep stands in for synchronisation.
 """
@@ -31,8 +32,9 @@ class TmuxPane:
     """``trio-udpchat *args`` in a ``width`` x ``height`` tmux pane."""
 
     def __init__(self, tmp: Path, *args: str, width: int = 120, height: int = 20) -> None:
-        self.socket = f"trio-udpchat-test-{os.getpid()}-{next(_names)}"
-        config = tmp / f"{self.socket}.conf"
+        name = f"tmux-{next(_names)}"
+        self.socket = str(tmp / f"{name}.sock")
+        config = tmp / f"{name}.conf"
         # Keep the pane after the program exits, so its exit status can be read.
         config.write_text("set -g remain-on-exit on\nset -g history-limit 100\n")
         # The shell reports the exit status on the screen: tmux 3.3 loses it
@@ -44,7 +46,7 @@ class TmuxPane:
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
+            ["tmux", "-S", self.socket, *args],
             capture_output=True,
             text=True,
             env=program_env(),
@@ -92,7 +94,7 @@ class TmuxPane:
     def kill(self) -> None:
         """Stop this test's tmux server (and the program, if it still runs)."""
         subprocess.run(
-            ["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=TIMEOUT
+            ["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=TIMEOUT
         )
 
 
