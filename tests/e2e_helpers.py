@@ -54,10 +54,11 @@ def command(*args: str) -> list[str]:
 def program_env(**extra: str) -> dict[str, str]:
     """The environment of a program under test: ours, UTF-8 stdio whatever the locale."""
     env = dict(os.environ, PYTHONUTF8="1")
-    for name in ("PYTHONWARNINGS", "PYTHONIOENCODING", "COLUMNS", "LINES", "TRIO_UDPCHAT_KEY"):
-        env.pop(name, None)  # a developer's own passphrase must not reach the tests
-    env.update(extra)
-    return env
+    # A developer's own passphrase or colour choice must not reach the tests.
+    for name in ("PYTHONWARNINGS", "PYTHONIOENCODING", "COLUMNS", "LINES", "NO_COLOR"):
+        env.pop(name, None)
+    env.pop("TRIO_UDPCHAT_KEY", None)
+    return env | extra
 
 
 def server_says(port: int, text: str, host: str = LOCALHOST) -> str:
@@ -362,12 +363,12 @@ class Launcher(contextlib.ExitStack):
         client = self.client(port, host=host)
         return server, client, say(client, server, "Hello, server!", host)
 
-    def tty(self, *args: str) -> Tty:
-        """``trio-udpchat *args`` in a 24x200 pseudo-terminal."""
+    def tty(self, *args: str, env: dict[str, str] | None = None) -> Tty:
+        """``trio-udpchat *args`` in a 24x200 pseudo-terminal (``env``: added variables)."""
         child: Tty = pexpect.spawn(
             sys.executable,
             ["-m", "trio_udpchat", *args],
-            env=program_env(TERM="xterm"),
+            env=program_env(TERM="xterm", **(env or {})),
             dimensions=(24, 200),
             timeout=TIMEOUT,
             encoding="utf-8",

@@ -17,6 +17,7 @@ from trio_udpchat._commands import (
     Send,
     ShowHelp,
     ShowPending,
+    ShowStats,
     ShowWho,
     ToAll,
     ToOne,
@@ -47,6 +48,7 @@ MORE_EXAMPLES = max(200, settings().max_examples)
         ("/quit  bye ", Leave("bye")),
         ("/help", ShowHelp()),
         ("/pending", ShowPending()),
+        ("/stats", ShowStats()),
         ("//", Send(Say("/"), "/")),
         ("//nick bob", Send(Say("/nick bob"), "/nick bob")),
         ("///", Send(Say("//"), "//")),
@@ -74,6 +76,7 @@ def test_client_is_the_default_role() -> None:
         ("/who", ShowWho()),
         ("/help", ShowHelp()),
         ("/pending", ShowPending()),
+        ("/stats", ShowStats()),
         ("//all", Reply("/all")),
         ("//", Reply("/")),
     ],
@@ -151,8 +154,9 @@ def test_multi_line_input_is_always_text(line: str, role: Role) -> None:
 
 
 def test_every_command_has_a_usage_and_a_description() -> None:
-    assert set(COMMANDS["client"]) == {"nick", "me", "msg", "who", "quit", "pending", "help"}
-    assert set(COMMANDS["server"]) == {"all", "to", "who", "pending", "help"}
+    client = {"nick", "me", "msg", "who", "quit", "pending", "stats", "help"}
+    assert set(COMMANDS["client"]) == client
+    assert set(COMMANDS["server"]) == {"all", "to", "who", "pending", "stats", "help"}
     for role, commands in COMMANDS.items():
         for name, (usage, what) in commands.items():
             assert usage.startswith(f"/{name}")

@@ -421,7 +421,8 @@ def test_a_server_sending_an_absurd_time_does_not_crash_the_client(launcher: Lau
 
 def test_the_prompt_is_redrawn_below_a_room_line(launcher: Launcher) -> None:
     server, port = launcher.server()
-    alice = launcher.tty("client", "--port", str(port), "--nick", "alice")
+    # Without colour, so the expected bytes are the lines themselves.
+    alice = launcher.tty("client", "--port", str(port), "--nick", "alice", env={"NO_COLOR": "1"})
     alice.expect_exact(CLIENT_PROMPT)
     alice.sendline("/who")
     alice.expect(r"\*\*\* 2 here: [^\r\n]*\r\n" + re.escape(CLIENT_PROMPT))

@@ -25,6 +25,7 @@ CORE_MODULES = (
     "_names",
     "_chat",
     "_rtt",
+    "_stats",
     "_reliable",
     "_session",
     "_endpoint",
@@ -35,7 +36,20 @@ CORE_MODULES = (
 #: Modules no core module may reach: the Trio layer and the CLI.
 #: (``_commands`` parses typed lines for ``_run``: the terminal's business, not the protocol's.)
 UPPER_MODULES = frozenset(
-    {"_udp", "_run", "_cli", "_terminal", "_render", "_commands", "_passphrase"}
+    {
+        "_udp",
+        "_run",
+        "_cli",
+        "_terminal",
+        "_render",
+        "_commands",
+        "_colour",
+        "_lineeditor",
+        "_jsonout",
+        "_logfile",
+        "_verbosity",
+        "_passphrase",
+    }
 )
 #: Modules outside both layers: re-exports, the entry point, the version string.
 OTHER_MODULES = frozenset({"__init__", "__main__", "_version"})

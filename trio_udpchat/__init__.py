@@ -12,6 +12,7 @@ from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._events import Address as Address
 from ._events import CommandRejected as CommandRejected
+from ._events import Connecting as Connecting
 from ._events import Event as Event
 from ._events import HelpListed as HelpListed
 from ._events import Listening as Listening
@@ -29,10 +30,13 @@ from ._events import ServerRefused as ServerRefused
 from ._events import ServerSilent as ServerSilent
 from ._events import SessionLost as SessionLost
 from ._events import SessionStarted as SessionStarted
+from ._events import StatsListed as StatsListed
 from ._run import Terminal as Terminal
 from ._run import run_client as run_client
 from ._run import run_server as run_server
 from ._server import ServerCore as ServerCore
+from ._stats import RoundTrip as RoundTrip
+from ._stats import StatsSummary as StatsSummary
 from ._udp import StartupError as StartupError
 from ._version import __version__ as __version__
 from ._wire import Ack as Ack
@@ -51,6 +55,7 @@ __all__ = [
     "Bye",
     "ClientCore",
     "CommandRejected",
+    "Connecting",
     "Config",
     "Data",
     "Event",
@@ -71,6 +76,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "Reset",
+    "RoundTrip",
     "ServerAnswered",
     "ServerCore",
     "ServerRefused",
@@ -78,6 +84,8 @@ __all__ = [
     "SessionLost",
     "SessionStarted",
     "StartupError",
+    "StatsListed",
+    "StatsSummary",
     "Terminal",
     "Welcome",
     "__version__",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -17,12 +18,17 @@ from typing import NoReturn, TypeVar
 
 import trio
 
+from ._colour import PLAIN, AnsiStyle, colour_wanted
 from ._config import Config
+from ._events import Event
+from ._jsonout import json_formatter
+from ._logfile import LogFile
 from ._names import name_problem
 from ._passphrase import ENV_VAR, PassphraseError, read_passphrase
 from ._run import run_client, run_server, run_until_signalled
 from ._terminal import StdioTerminal
 from ._udp import StartupError
+from ._verbosity import configure_logging, log_above, log_event
 from ._version import __version__
 
 PROG = "trio-udpchat"
@@ -113,6 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
             "--receipts",
             action="store_true",
             help="confirm each message once the other side has acknowledged it",
+        )
+    for sub in (server, client):
+        sub.add_argument(
+            "--json",
+            action="store_true",
+            help="print one JSON object per event (for bots and scripts); no prompts",
+        )
+        sub.add_argument(
+            "--no-color",
+            action="store_true",
+            help="never colour the output (also: the NO_COLOR environment variable)",
+        )
+        sub.add_argument(
+            "--log",
+            metavar="FILE",
+            help="append the conversation to FILE (plain text, timestamped)",
+        )
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="log more on stderr: -v connection changes and a summary on exit, -vv everything",
         )
     server.add_argument(
         "--name",
@@ -215,7 +244,29 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.exit(2, f"{PROG}: error: --allow-plain needs a passphrase (--key-file)\n")
     for warning in warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    terminal = StdioTerminal(args.command, receipts=args.receipts)
+    configure_logging(args.verbose)
+    log_file: LogFile | None = None
+    if args.log is not None:
+        try:
+            log_file = LogFile(args.log, args.command, receipts=args.receipts)
+        except OSError as exc:
+            print(
+                f"{PROG}: error: cannot open log file {args.log!r}: {exc.strerror}", file=sys.stderr
+            )
+            return 1
+    observers: list[Callable[[Event], None]] = [log_event]
+    if log_file is not None:
+        observers.append(log_file)
+    wanted = colour_wanted(sys.stdout, os.environ, disabled=args.no_color)
+    terminal = StdioTerminal(
+        args.command,
+        receipts=args.receipts,
+        style=AnsiStyle() if wanted else PLAIN,
+        formatter=json_formatter(args.command) if args.json else None,
+        observers=observers,
+        on_typed=None if log_file is None else log_file.typed,
+    )
+    log_above(terminal.line_editor)
     if args.command == "server":
         config = replace(
             Config(),
@@ -260,7 +311,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except* KeyboardInterrupt:
         status = 0  # CTRL+C before the signal handler was installed
     finally:
+        log_above(None)
         terminal.close()
+        if log_file is not None:
+            log_file.close()
     if args.command == "server" and terminal.input_ended and not terminal.interactive:
         # A server started in the background (stdin /dev/null) stops at once: say why.
         print(

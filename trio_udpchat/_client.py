@@ -58,6 +58,7 @@ from ._events import (
 )
 from ._plaintext import PlainStyle, split_plaintext
 from ._room import KINDS, PRESENCE
+from ._rtt import RttEstimator
 from ._sealed import prove
 from ._session import Session
 from ._wire import (
@@ -257,6 +258,9 @@ class ClientCore(Endpoint):
         if self._session is None:
             return len(self._queue) < self.config.max_queued_messages
         return self._session.sender.queued == 0
+
+    def _round_trips(self) -> list[RttEstimator]:
+        return [] if self._session is None else [self._session.sender.rtt]
 
     # -- timers -------------------------------------------------------------
 

@@ -69,6 +69,11 @@ class ShowHelp:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowStats:
+    """Show the traffic counters and round-trip times."""
+
+
+@dataclass(frozen=True, slots=True)
 class BadCommand:
     """The line was an unknown or malformed command; ``hint`` says what to do."""
 
@@ -76,7 +81,7 @@ class BadCommand:
 
 
 Command: TypeAlias = (
-    Send | Leave | Reply | ToAll | ToOne | ShowWho | ShowPending | ShowHelp | BadCommand
+    Send | Leave | Reply | ToAll | ToOne | ShowWho | ShowPending | ShowHelp | ShowStats | BadCommand
 )
 
 #: Each role's commands: usage and what it does, for /help and usage hints.
@@ -88,6 +93,7 @@ COMMANDS: Final[dict[Role, dict[str, tuple[str, str]]]] = {
         "who": ("/who", "who is here"),
         "quit": ("/quit [REASON]", "leave"),
         "pending": ("/pending", "your messages not yet acknowledged"),
+        "stats": ("/stats", "traffic, retransmissions, drops, round-trip time"),
         "help": ("/help", "this list"),
     },
     "server": {
@@ -95,6 +101,7 @@ COMMANDS: Final[dict[Role, dict[str, tuple[str, str]]]] = {
         "to": ("/to NAME TEXT", "speak to one member"),
         "who": ("/who", "who is here"),
         "pending": ("/pending", "your messages not yet acknowledged"),
+        "stats": ("/stats", "traffic, retransmissions, drops, round-trip time"),
         "help": ("/help", "this list"),
     },
 }
@@ -122,11 +129,13 @@ def _plain(text: str, role: Role) -> Command:
 
 def _command(name: str, rest: str, words: list[str], line: str, role: Role) -> Command | None:
     """The command, or ``None`` if its arguments do not fit its usage."""
-    if name in ("who", "pending", "help"):
+    if name in ("who", "pending", "stats", "help"):
         if rest:
             return None
         if name == "pending":
             return ShowPending()
+        if name == "stats":
+            return ShowStats()
         if name == "help":
             return ShowHelp()
         return Send(AskWho(), line) if role == "client" else ShowWho()

@@ -9,8 +9,10 @@ from ._crypto import Sealer
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Address, Event, MessageDelivered
 from ._reliable import Message
+from ._rtt import RttEstimator
 from ._sealed import Encoder, open_frame_untrusted, sealing
 from ._session import Session
+from ._stats import StatsSummary, summarize
 from ._wire import (
     DATA_OVERHEAD,
     SEALED,
@@ -63,6 +65,10 @@ class Endpoint:
         out, self._events = self._events, []
         return out
 
+    def stats_summary(self) -> StatsSummary:
+        """A read-only summary of :attr:`stats` and the open sessions' round-trip times."""
+        return summarize(self.stats, self._round_trips())
+
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` wants to run next, or ``None`` for never."""
         return None
@@ -72,6 +78,10 @@ class Endpoint:
 
     def _collect(self, now: float, out: list[tuple[bytes, Address]]) -> None:
         """Append what the sessions want to send at ``now`` (subclasses)."""
+
+    def _round_trips(self) -> list[RttEstimator]:
+        """The RTT estimators of the open sessions (subclasses)."""
+        return []
 
     def _count_in(self, data: bytes) -> None:
         self.stats["datagrams_in"] += 1

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from ._stats import StatsSummary
+
 #: A socket address as the socket module gives it: ``(host, port)`` for IPv4,
 #: ``(host, port, flowinfo, scope_id)`` for IPv6.
 Address: TypeAlias = tuple[Any, ...]
@@ -189,6 +191,20 @@ class HelpListed:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsListed:
+    """The answer to /stats: traffic, retransmissions, drops and round-trip times."""
+
+    summary: StatsSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Connecting:
+    """The client is trying to reach the server at ``server`` (shown by the I/O layer)."""
+
+    server: Address
+
+
+@dataclass(frozen=True, slots=True)
 class CommandRejected:
     """A typed command was not understood; ``hint`` says why."""
 
@@ -230,6 +246,8 @@ Event: TypeAlias = (
     | NameAssigned
     | PendingListed
     | HelpListed
+    | StatsListed
+    | Connecting
     | CommandRejected
     | KeyNeeded
     | NotEncrypted

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from ._colour import PLAIN, Style
 from ._commands import Role
 from ._events import (
     Address,
     CommandRejected,
+    Connecting,
     Event,
     HelpListed,
     Listening,
@@ -31,10 +33,12 @@ from ._events import (
     ServerSilent,
     SessionLost,
     SessionStarted,
+    StatsListed,
     WhoListed,
 )
 from ._plaintext import clock
 from ._safe import visible
+from ._stats import StatsSummary
 
 SERVER_PROMPT: Final = "Input message to send to client: "
 CLIENT_PROMPT: Final = "Input message to send to server: "
@@ -53,6 +57,50 @@ PROMPTS: Final[dict[Role, str]] = {"server": SERVER_PROMPT, "client": CLIENT_PRO
 def show_address(address: Address) -> tuple[str, int]:
     """``(host, port)``, as the classic demo prints it, for IPv4 and IPv6 alike."""
     return (str(address[0]), int(address[1]))
+
+
+def _size(count: int) -> str:
+    if count < 10_000:
+        return f"{count} B"
+    if count < 10_000_000:
+        return f"{count / 1000:.1f} kB"
+    return f"{count / 1_000_000:.1f} MB"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _rtt(summary: StatsSummary) -> str:
+    measured = [trip for trip in summary.round_trips if trip.srtt is not None]
+    if not summary.round_trips:
+        return "rtt: no session"
+    if not measured:
+        return "rtt: not measured yet"
+    if len(summary.round_trips) == 1:
+        (trip,) = measured
+        assert trip.srtt is not None
+        return f"rtt {_ms(trip.srtt)} (variation {_ms(trip.rttvar)}, timeout {_ms(trip.rto)})"
+    srtts = sorted(trip.srtt for trip in measured if trip.srtt is not None)
+    return (
+        f"rtt over {len(srtts)} sessions: min {_ms(srtts[0])},"
+        f" median {_ms(srtts[len(srtts) // 2])}, max {_ms(srtts[-1])}"
+    )
+
+
+def stats_line(summary: StatsSummary) -> str:
+    """One line summing up ``summary``: what /stats prints, and ``-v`` logs on exit."""
+    s = summary
+    parts = [
+        f"sent {s.datagrams_out} datagrams ({_size(s.bytes_out)})",
+        f"received {s.datagrams_in} ({_size(s.bytes_in)})",
+        f"{s.retransmissions} retransmitted",
+        "dropped: " + (", ".join(f"{why} {n}" for why, n in s.drops) if s.drops else "none"),
+    ]
+    if s.errors:
+        parts.append("errors: " + ", ".join(f"{why} {n}" for why, n in s.errors))
+    parts.append(_rtt(s))
+    return "; ".join(parts)
 
 
 def _said(name: str, text: str, kind: str) -> str:
@@ -79,11 +127,39 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600}h"
 
 
-def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
+#: Line starts that mark a notice (dimmed in colour); warnings (``!``) stay bright.
+_NOTICES: Final = ("*** ", "--> ", "<-- ", "--- ")
+
+
+def render(
+    event: Event,
+    role: Role,
+    *,
+    receipts: bool = False,
+    status: bool = False,
+    style: Style = PLAIN,
+) -> str | None:
     """The line to print for ``event`` on a ``role`` terminal, or ``None``.
 
-    With ``receipts``, acknowledged messages are confirmed too.
+    With ``receipts``, acknowledged messages are confirmed too; with ``status``,
+    the first connection (connecting, connected) is announced as well, which the
+    classic transcript does not show. ``style`` colours names and dims notices
+    (the classic lines are never coloured).
     """
+    if isinstance(event, RoomMessage):
+        said = _said(style.name(visible(event.name)), visible(event.text), event.kind)
+        stamp = style.dim(f"[{clock(event.time)}]")
+        return f"{stamp} " + ("(history) " if event.history else "") + said
+    if isinstance(event, PresenceNoticed):
+        name = style.name(visible(event.name))
+        return style.dim(_presence(event.what, name, visible(event.detail)))
+    line = _line(event, role, receipts=receipts, status=status)
+    if line is not None and line.startswith(_NOTICES):
+        return style.dim(line)
+    return line
+
+
+def _line(event: Event, role: Role, *, receipts: bool, status: bool) -> str | None:
     match event:
         case Listening(address=address):
             return LISTENING.format(address=show_address(address))
@@ -118,6 +194,12 @@ def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
             )
         case SessionStarted(server=server, reconnect=True):
             return f"*** reconnected to the server at {show_address(server)!r}"
+        case Connecting(server=server) if status:
+            return f"*** connecting to the server at {show_address(server)!r}"
+        case SessionStarted(server=server) if status:
+            return f"*** connected to the server at {show_address(server)!r}"
+        case StatsListed(summary=summary):
+            return "*** stats: " + stats_line(summary)
         case MessageDelivered(text=text) if receipts:
             return f"*** delivered: {text!r}"
         case PeerLeft(address=address, reason=reason) if reason in ("timed out", "not answering"):
@@ -132,11 +214,6 @@ def render(event: Event, role: Role, *, receipts: bool = False) -> str | None:
             return f"*** commands: {listed}; start a line with // to send a '/'"
         case CommandRejected(hint=hint):
             return f"! {hint}"
-        case RoomMessage(name=name, text=text, time=time, kind=kind, history=history):
-            said = _said(visible(name), visible(text), kind)
-            return f"[{clock(time)}] " + ("(history) " if history else "") + said
-        case PresenceNoticed(what=what, name=name, detail=detail):
-            return _presence(what, visible(name), visible(detail))
         case WhoListed(entries=entries):
             here = ", ".join(
                 f"{visible(name)} ({'operator, ' if operator else ''}idle {_duration(idle)})"

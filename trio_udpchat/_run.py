@@ -7,6 +7,7 @@ core wants sent, hands its events to the terminal, and re-arms the timer.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import signal
@@ -29,6 +30,7 @@ from ._commands import (
     Send,
     ShowHelp,
     ShowPending,
+    ShowStats,
     ShowWho,
     ToAll,
     ToOne,
@@ -40,17 +42,21 @@ from ._endpoint import Endpoint
 from ._events import (
     Address,
     CommandRejected,
+    Connecting,
     Event,
     HelpListed,
     KeyNeeded,
     Listening,
     NotEncrypted,
     PendingListed,
+    StatsListed,
 )
+from ._render import stats_line
 from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
 
 _RECV_SIZE = 65536  # any UDP datagram fits; plain-text peers may send large ones
+_logger = logging.getLogger("trio_udpchat")
 
 
 class Terminal(Protocol):
@@ -169,6 +175,8 @@ class _Driver:
             match parse_line(line, role):
                 case ShowPending():
                     self._terminal.show(PendingListed(tuple(pending())))
+                case ShowStats():
+                    self._terminal.show(StatsListed(self._core.stats_summary()))
                 case ShowHelp():
                     listed = tuple(COMMANDS[role].values())
                     self._terminal.show(HelpListed(listed))
@@ -229,15 +237,19 @@ async def run_server(
         if not core.encrypted:
             terminal.show(NotEncrypted())
         driver = _Driver(sock, core, terminal)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(driver.receive_task, core.receive_datagram)
-            nursery.start_soon(driver.timer_task)
-            task_status.started(address)
-            if not operator:
-                await trio.sleep_forever()
-            await driver.input_loop("server", partial(_operate, core), core.pending, core.has_room)
-            await driver.linger(core.pending, core.config.linger)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(driver.receive_task, core.receive_datagram)
+                nursery.start_soon(driver.timer_task)
+                task_status.started(address)
+                if not operator:
+                    await trio.sleep_forever()
+                act = partial(_operate, core)
+                await driver.input_loop("server", act, core.pending, core.has_room)
+                await driver.linger(core.pending, core.config.linger)
+                nursery.cancel_scope.cancel()
+        finally:
+            _logger.info("on exit: %s", stats_line(core.stats_summary()))
 
 
 async def run_client(
@@ -265,6 +277,7 @@ async def run_client(
     sock, server = await open_client_socket(host, port)
     with sock:
         core = ClientCore(server, config, plain=plain, name=name, keyed=passphrase is not None)
+        terminal.show(Connecting(server))
         driver = _Driver(sock, core, terminal, on_refused=core.note_unreachable)
         try:
             async with trio.open_nursery() as nursery:
@@ -283,6 +296,8 @@ async def run_client(
                 await driver.linger(core.pending, config.linger)
                 nursery.cancel_scope.cancel()
         finally:
+            # Summed up before close() ends the session, so the RTT is still there.
+            _logger.info("on exit: %s", stats_line(core.stats_summary()))
             core.close(trio.current_time())
             with trio.move_on_after(config.goodbye_timeout, shield=True):
                 await driver.flush()

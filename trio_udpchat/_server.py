@@ -38,6 +38,7 @@ from ._events import (
 )
 from ._plaintext import PlainStyle, plain_line, split_plaintext
 from ._room import MemberId, Room
+from ._rtt import RttEstimator
 from ._sealed import proven
 from ._session import Session
 from ._wire import (
@@ -144,6 +145,9 @@ class ServerCore(Endpoint):
     def session_count(self) -> int:
         """How many framed sessions are open."""
         return len(self._clients)
+
+    def _round_trips(self) -> list[RttEstimator]:
+        return [client.session.sender.rtt for client in self._clients.values()]
 
     # -- inputs -------------------------------------------------------------
 
