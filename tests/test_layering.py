@@ -30,7 +30,7 @@ CORE_MODULES = (
 )
 #: Modules no core module may reach: the Trio layer and the CLI.
 #: (``_commands`` parses typed lines for ``_run``: the terminal's business, not the protocol's.)
-UPPER_MODULES = frozenset({"_udp", "_run", "_cli", "_terminal", "_render", "_commands"})
+UPPER_MODULES = frozenset({"_udp", "_batch", "_run", "_cli", "_terminal", "_render", "_commands"})
 #: Modules outside both layers: re-exports, the entry point, the version string.
 OTHER_MODULES = frozenset({"__init__", "__main__", "_version"})
 #: Top-level packages the core may not import (I/O, clocks, event loops).
