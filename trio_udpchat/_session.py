@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ._config import Config
 from ._events import Address
 from ._reliable import Message, Receiver, Sender, expand_u32
-from ._wire import Ack, Bye, Data, SessionFrame, encode_frame
+from ._wire import Ack, Bye, Data, SessionFrame, encode_data, encode_frame
 
 
 @dataclass(slots=True)
@@ -86,7 +86,7 @@ class Session:
     def datagrams(self, now: float) -> list[bytes]:
         """Everything this session should send now: due data, then an ack if one is owed."""
         out = [
-            encode_frame(Data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload))
+            encode_data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload)
             for p in self.sender.transmit(now)
         ]
         if self._ack_due:
