@@ -16,7 +16,7 @@ from typing import Protocol
 
 import trio
 
-from ._batch import BatchSocket
+from ._batch import MAX_BATCH, BatchSocket
 from ._chat import Quit
 from ._client import ClientCore
 from ._commands import (
@@ -133,12 +133,13 @@ class _Driver:
 
         while True:
             now = trio.current_time()  # one reading per batch: they arrived together
-            if self._sock.receive(deliver, self._receive_failed):
+            taken = self._sock.receive(deliver, self._receive_failed)
+            if taken:
                 await self.flush()
-                # Still busy: let the timer and input tasks run before the next batch.
-                await trio.lowlevel.checkpoint()
-            else:
+            if taken < MAX_BATCH:  # drained: sleep until more comes (a checkpoint)
                 await self._sock.wait_readable()
+            else:  # still busy: let the timer and input tasks run before the next batch
+                await trio.lowlevel.checkpoint()
 
     async def input_loop(
         self,

@@ -392,6 +392,7 @@ class ServerCore(Endpoint):
             client = self._clients.get(member_id)
             if client is None:
                 return
+            self.stats["deliveries"] += 1  # room messages queued for framed members
             # Reports (not delivered, --receipts) only for what the operator typed.
             mine = self._typed_by_operator(message)
             if client.session.send(mine, self._encode(message)) is None:
