@@ -8,8 +8,11 @@ Layout, so the harness can grow one benchmark module at a time:
 * ``_helpers.py``: helper programs in subprocesses, started and stopped with bounded waits.
 * ``_probe.py``: OS readings (kernel UDP drops), CPU pinning, a hard time limit.
 * ``_stdlib.py``: baselines written with the blocking stdlib ``socket`` module.
-* ``_chat_server.py``: the real trio_udpchat server as a helper program.
-* ``reliable_send.py``: the first benchmark (one client, the reliable path, vs the baselines).
+* ``_chat_server.py``: the real trio_udpchat server as a helper program (answers probes).
+* ``_relays.py``: minimal blocking-stdlib and asyncio relays (the relay baselines).
+* ``_members.py``: lightweight room members and sender for the relay benchmark.
+* ``relay.py``, ``latency.py``, ``sessions.py``, ``startup.py``: issue 7's benchmarks.
+* ``reliable_send.py``: one client, the reliable path, vs the stdlib baselines.
 
 Nothing here is imported by the package or the tests.
 """

@@ -4,7 +4,15 @@ It runs :func:`trio_udpchat.run_server` on ``127.0.0.1`` port 0 with a terminal
 that only counts what arrives, prints ``{"port": ...}``, and serves until its
 stdin closes (or ``--max-seconds`` pass); then it prints what it counted: the
 messages received, the CPU time it spent between the first and the last of
-them, and the server core's ``stats`` counters.
+them, and the server core's ``stats`` counters. Each line ``probe`` on its
+stdin is answered at once with a JSON line: its resident memory, CPU time,
+session count and ``stats`` (the benchmark takes differences around a phase).
+
+The server's configuration is the default one except for limits that protect
+a public server from a flood but would throttle the benchmark itself: the
+per-member message rate (``rate_limit=0``, like ``--rate-limit 0``), the
+per-address handshake rate (every benchmark client shares 127.0.0.1), and the
+numbers of sessions and members (``--max-sessions``).
 
 Why a subprocess running ``run_server`` rather than the CLI or the same process:
 
@@ -22,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import trio
 
@@ -60,18 +70,63 @@ class CountingTerminal:
             self.last_at, self.last_cpu = now, cpu
 
 
-async def serve(max_seconds: float) -> dict[str, object]:
+def bench_config(max_sessions: int) -> Config:
+    """The default configuration with the flood limits lifted (see the module doc)."""
+    default = Config()
+    return Config(
+        rate_limit=0,
+        hello_rate=1e9,
+        hello_burst=1_000_000,
+        max_peers=max(max_sessions, default.max_peers),
+        max_clients=max(max_sessions, default.max_clients),
+    )
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux ``/proc``; else the peak, from rusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def probe(core: ServerCore) -> dict[str, object]:
+    """What a ``probe`` line is answered with."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "rss_bytes": rss_bytes(),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "wall_s": time.perf_counter(),
+        "sessions": core.session_count,
+        "stats": dict(core.stats),
+    }
+
+
+async def _answer_probes(core: ServerCore) -> None:
+    """Answer each ``probe`` line on stdin; return at EOF (the signal to stop)."""
+    while True:
+        # A worker thread reads stdin, so the server's loop never blocks on it.
+        line = await trio.to_thread.run_sync(sys.stdin.buffer.readline, abandon_on_cancel=True)
+        if not line:
+            return
+        if line.strip() == b"probe":
+            print(json.dumps(probe(core)), flush=True)
+
+
+async def serve(max_seconds: float, max_sessions: int) -> dict[str, object]:
     """Serve until stdin closes or ``max_seconds`` pass; return the report."""
     terminal = CountingTerminal()
-    core = ServerCore(Config(rate_limit=0))  # a benchmark: no "slow down"
+    core = ServerCore(bench_config(max_sessions))
     async with trio.open_nursery() as nursery:
         address = await nursery.start(
             partial(run_server, terminal, "127.0.0.1", 0, operator=False, core=core)
         )
         print(json.dumps({"port": address[1]}), flush=True)
         with trio.move_on_after(max_seconds):
-            # stdin closing is the signal to stop; a worker thread waits for it.
-            await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
+            await _answer_probes(core)
         nursery.cancel_scope.cancel()
     return {
         "received": terminal.received,
@@ -86,10 +141,11 @@ def main() -> int:
     """Parse the arguments, serve, print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--cpus", type=cpu_list)
     args = parser.parse_args()
     pin(args.cpus)
-    report = trio.run(serve, args.max_seconds)
+    report = trio.run(serve, args.max_seconds, args.max_sessions)
     print(json.dumps(report), flush=True)
     return 0
 

@@ -111,6 +111,8 @@ class Benchmark:
     plan: Callable[[Settings], Plan]
     #: Written under the table: what bounds the figures, what to keep in mind.
     notes: Sequence[str] = ()
+    #: Its entries of the summary at the top of the JSON (``relay``, ``rtt_us``, ...).
+    summarize: Callable[[BenchmarkResult], dict[str, object]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,20 @@ class Helper:
             raise HelperError(f"the helper's ready line has no port: {self.ready!r}")
         return port
 
+    @property
+    def pid(self) -> int:
+        """The helper's process id."""
+        return self._running().pid
+
+    def probe(self, timeout: float = 10.0) -> dict[str, object]:
+        """Ask the helper for a reading (a ``probe`` line) and return its JSON answer."""
+        proc = self._running()
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(b"probe\n")
+        proc.stdin.flush()
+        return _parse(_read_line(proc.stdout.fileno(), timeout))
+
     def __enter__(self) -> Self:
         self._proc = subprocess.Popen(
             self._argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0

@@ -79,3 +79,18 @@ def pin(cpus: frozenset[int] | None) -> None:
 def cpu_list(text: str) -> frozenset[int]:
     """Parse ``--cpus 0,1`` (a helper's argument)."""
     return frozenset(int(part) for part in text.split(",") if part)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far, read from ``/proc``.
+
+    Read from outside, so measuring costs the process nothing; ``None`` where
+    ``/proc`` is unavailable. The resolution is one clock tick (usually 10 ms).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces: count fields after its ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -5,11 +5,15 @@ the median (and min-max) of each figure per case, and each subject's ratio to
 the stdlib baselines measured in the same run. Everything, each repetition
 included, is written as JSON to ``bench/results/latest.json``.
 
-By default the benchmark and its helper processes share one CPU (``--pin same``):
-on loopback, throughput is then the inverse of the CPU spent per message on both
-sides, which is what code changes move, and it does not swing with where the
-scheduler happens to put the processes (on 2 cores it otherwise flips between
-"one core, taking turns" and "two cores, overlapping", a factor of 2).
+By default the servers (the helper processes) get one CPU and the benchmark
+process, which plays the clients, another (``--pin split``): the relay and
+latency figures are then the server's, not the clients'. ``--pin same`` puts
+everything on one CPU (throughput is then the inverse of the CPU spent per
+message on both sides; steadier on a busy machine).
+
+The JSON starts with a summary (``relay``, ``rtt_us``, ``sessions``,
+``startup_s``: the shape issue 7 asked for), then every case in detail. A PNG
+of the relay figures is written next to it when matplotlib is importable.
 
 Adding a benchmark: a module in ``bench/`` exposing a ``BENCHMARK``
 (:class:`bench._harness.Benchmark`), listed in :data:`BENCHMARKS` below.
@@ -27,14 +31,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import reliable_send
-from bench._harness import Benchmark, Settings, run_benchmark
+from bench import latency, relay, reliable_send, sessions, startup
+from bench._harness import Benchmark, BenchmarkResult, Settings, run_benchmark
 from bench._helpers import ROOT
 from bench._probe import PIN_MODES, pin, placement
 from bench._report import document, machine, table
 
 #: Every benchmark, in the order they run.
-BENCHMARKS: tuple[Benchmark, ...] = (reliable_send.BENCHMARK,)
+BENCHMARKS: tuple[Benchmark, ...] = (
+    relay.BENCHMARK,
+    latency.BENCHMARK,
+    sessions.BENCHMARK,
+    startup.BENCHMARK,
+    reliable_send.BENCHMARK,
+)
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 
@@ -76,10 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pin",
         choices=PIN_MODES,
-        default="same",
-        help="same (default): this process and its servers share one CPU, so msgs/s is"
-        " 1 / (CPU per message), steady on a busy machine; split: servers get a CPU of"
-        " their own (parallel, but sensitive to other load); none: the OS decides",
+        default="split",
+        help="split (default): servers get a CPU of their own, clients the other, so the"
+        " figures are the server's; same: everything shares one CPU, so msgs/s is"
+        " 1 / (CPU per message), steady on a busy machine; none: the OS decides",
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return parser
@@ -90,6 +100,39 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path.resolve())
+
+
+def summary(results: Sequence[BenchmarkResult]) -> dict[str, object]:
+    """The top of the JSON: each benchmark's own summary entries."""
+    out: dict[str, object] = {}
+    for result in results:
+        if result.benchmark.summarize is not None:
+            out.update(result.benchmark.summarize(result))
+    return out
+
+
+def plot(results: Sequence[BenchmarkResult], path: Path) -> Path | None:
+    """A bar chart of deliveries/s per relay and K, if matplotlib is importable."""
+    found = [r for r in results if r.benchmark.name == "relay"]
+    try:
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # an extra: never a dependency
+        return None
+    if not found:
+        return None
+    cases = [(c.case.name, c.spread("deliveries_per_s")) for c in found[0].cases]
+    shown = [(name, s.median) for name, s in cases if s is not None]
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    axes.barh([name for name, _ in shown], [value for _, value in shown])
+    axes.set_xlabel("deliveries/s (median)")
+    axes.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,10 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(document(results, settings, environment, elapsed), indent=2) + "\n"
-    )
+    detail = document(results, settings, environment, elapsed)
+    output.write_text(json.dumps({**summary(results), **detail}, indent=2) + "\n")
+    plotted = plot(results, output.with_name("relay.png"))
     print(f"total {elapsed:.1f} s; results written to {_shown(output)}")
+    if plotted is not None:
+        print(f"plot of the relay figures: {_shown(plotted)}")
     return 1 if any(result.failed for result in results) else 0
 
 

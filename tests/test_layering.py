@@ -38,6 +38,7 @@ CORE_MODULES = (
 UPPER_MODULES = frozenset(
     {
         "_udp",
+        "_batch",
         "_run",
         "_cli",
         "_terminal",

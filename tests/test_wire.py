@@ -33,6 +33,7 @@ from trio_udpchat._wire import (
     Reset,
     Welcome,
     decode_frame_untrusted,
+    encode_data,
     encode_frame,
     is_frame,
 )
@@ -243,6 +244,25 @@ def test_data_frame_size_is_overhead_plus_payload(
     session: int, pn: int, seq: int, flags: int, payload: bytes
 ) -> None:
     assert len(encode_frame(Data(session, pn, seq, flags, payload))) == DATA_OVERHEAD + len(payload)
+
+
+@given(u64, u32, u32, known_flags, st.binary(max_size=1200))
+def test_the_fast_data_encoder_is_the_data_frame(
+    session: int, pn: int, seq: int, flags: int, payload: bytes
+) -> None:
+    # Sessions call encode_data directly (the relay's hot path): same bytes, same frame.
+    data = encode_data(session, pn, seq, flags, payload)
+    assert decode_frame_untrusted(data) == Data(session, pn, seq, flags, payload)
+
+
+@pytest.mark.parametrize(
+    "fields", [(2**64, 0, 0, 0), (0, 2**32, 0, 0), (0, 0, -1, 0), (0, 0, 0, 4)]
+)
+def test_the_fast_data_encoder_refuses_what_encode_frame_refuses(
+    fields: tuple[int, int, int, int],
+) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_data(*fields, b"")
 
 
 @pytest.mark.parametrize("flags", [0x04, 0x08, 0x80, 0xFC, 0xFF])

@@ -55,9 +55,9 @@ class Endpoint:
         """Take the datagrams that should go out at ``now``, oldest first."""
         out, self._outbox = self._outbox, []
         self._collect(now, out)
-        for data, _ in out:
-            self.stats["datagrams_out"] += 1
-            self.stats["bytes_out"] += len(data)
+        if out:  # counted once per call, not per datagram: a relay sends many per call
+            self.stats["datagrams_out"] += len(out)
+            self.stats["bytes_out"] += sum(len(data) for data, _ in out)
         return out
 
     def pop_events(self) -> list[Event]:

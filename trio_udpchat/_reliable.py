@@ -94,7 +94,10 @@ class Sender:
     def offer(self, text: str | None, payload: bytes) -> Message | None:
         """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full."""
         size = self._fragment
-        chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+        if len(payload) <= size:  # the common case: one packet, no slicing
+            chunks = [payload]
+        else:
+            chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
         if len(self._queue) + len(chunks) > self._config.send_queue:
             return None
         message = Message(text, payload, len(chunks))

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import trio
 
+from ._batch import MAX_BATCH, BatchSocket
 from ._chat import Quit
 from ._client import ClientCore
 from ._commands import (
@@ -55,7 +56,6 @@ from ._render import stats_line
 from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
 
-_RECV_SIZE = 65536  # any UDP datagram fits; plain-text peers may send large ones
 _logger = logging.getLogger("trio_udpchat")
 
 
@@ -77,11 +77,11 @@ class Terminal(Protocol):
 
 
 class _Driver:
-    """Pumps one sans-IO core over one socket."""
+    """Pumps one sans-IO core over one socket, a batch of datagrams at a time."""
 
     def __init__(
         self,
-        sock: trio.socket.SocketType,
+        sock: BatchSocket,
         core: Endpoint,
         terminal: Terminal,
         on_refused: Callable[[float], None] | None = None,
@@ -97,9 +97,15 @@ class _Driver:
 
     async def flush(self) -> None:
         """Send what the core has queued, show its events, and re-arm the timer."""
+        # Sending no longer awaits per datagram, so say here what a cancelled
+        # flush does: nothing (a goodbye with no time left is not sent).
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._take_events()
-        for data, addr in self._core.datagrams_to_send(trio.current_time()):
-            await self._sendto(data, addr)
+        out = self._core.datagrams_to_send(trio.current_time())
+        sent = self._sock.send(out, self._send_failed)
+        while sent < len(out):  # the kernel's buffer is full: wait for room, never drop
+            await self._sock.wait_writable()
+            sent = self._sock.send(out, self._send_failed, sent)
         # Sending may have produced events (a refused port), so take those too.
         self._take_events()
         timer = self._core.get_timer()
@@ -125,13 +131,18 @@ class _Driver:
             while pending():
                 await self.wait_flushed()
 
-    async def _sendto(self, data: bytes, addr: Address) -> None:
-        try:
-            await self._sock.sendto(data, addr)
-        except ConnectionRefusedError:
+    def _send_failed(self, exc: OSError) -> None:
+        if isinstance(exc, ConnectionRefusedError):
             self._refused()
-        except OSError as exc:
+        else:
             self._core.stats[f"send_error:{exc.errno}"] += 1
+
+    def _receive_failed(self, exc: OSError) -> None:
+        # ICMP errors (port or host unreachable, ...) surface here; count, never crash.
+        if isinstance(exc, ConnectionRefusedError):
+            self._refused()
+        else:
+            self._core.stats[f"recv_error:{exc.errno}"] += 1
 
     def _refused(self) -> None:
         self._core.stats["refused"] += 1
@@ -139,18 +150,22 @@ class _Driver:
             self._on_refused(trio.current_time())
 
     async def receive_task(self, receive: Callable[[bytes, Address, float], None]) -> None:
-        """Feed every datagram that arrives to ``receive``, then flush."""
+        """Feed the datagrams that arrive to ``receive`` a batch at a time, flushing
+        after each batch: one checkpoint per batch, not per datagram (see ``_batch``)."""
+        now = 0.0
+
+        def deliver(data: bytes, addr: Address) -> None:
+            receive(data, addr, now)
+
         while True:
-            try:
-                data, addr = await self._sock.recvfrom(_RECV_SIZE)
-            except ConnectionRefusedError:
-                self._refused()
-            except OSError as exc:
-                # ICMP errors (host unreachable, ...) surface here; count, never crash.
-                self._core.stats[f"recv_error:{exc.errno}"] += 1
-            else:
-                receive(data, addr, trio.current_time())
-            await self.flush()
+            now = trio.current_time()  # one reading per batch: they arrived together
+            taken = self._sock.receive(deliver, self._receive_failed)
+            if taken:
+                await self.flush()
+            if taken < MAX_BATCH:  # drained: sleep until more comes (a checkpoint)
+                await self._sock.wait_readable()
+            else:  # still busy: let the timer and input tasks run before the next batch
+                await trio.lowlevel.checkpoint()
 
     async def input_loop(
         self,
@@ -231,12 +246,12 @@ async def run_server(
         core = ServerCore(
             config, name=name, wall_offset=wall_offset, key=key, allow_plain=allow_plain
         )
-    with await open_server_socket(host, port) as sock:
+    with await open_server_socket(host, port) as sock, BatchSocket(sock) as batch:
         address = sock.getsockname()
         terminal.show(Listening(address))
         if not core.encrypted:
             terminal.show(NotEncrypted())
-        driver = _Driver(sock, core, terminal)
+        driver = _Driver(batch, core, terminal)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(driver.receive_task, core.receive_datagram)
@@ -275,10 +290,10 @@ async def run_client(
     """
     config = config or Config()
     sock, server = await open_client_socket(host, port)
-    with sock:
+    with sock, BatchSocket(sock) as batch:
         core = ClientCore(server, config, plain=plain, name=name, keyed=passphrase is not None)
         terminal.show(Connecting(server))
-        driver = _Driver(sock, core, terminal, on_refused=core.note_unreachable)
+        driver = _Driver(batch, core, terminal, on_refused=core.note_unreachable)
         try:
             async with trio.open_nursery() as nursery:
                 if passphrase is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 
@@ -38,10 +39,19 @@ def _bind_failure(host: str, port: int, exc: OSError) -> StartupError:
     return StartupError(f"cannot listen on {host} port {port}: {why}")
 
 
+#: Receive buffer the server asks for (Linux grants up to ``net.core.rmem_max``).
+#: A relay's datagrams come in bursts: each message it relays to K members is
+#: answered by up to K acks at once, which overflow the ~200 KiB default on
+#: Linux at K = 100, and every datagram dropped there costs a retransmission.
+SERVER_RECEIVE_BUFFER = 4 << 20
+
+
 async def open_server_socket(host: str, port: int) -> trio.socket.SocketType:
     """A UDP socket bound to ``host`` and ``port`` (``0`` picks a free port)."""
     family, sockaddr = await resolve(host, port)
     sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    with contextlib.suppress(OSError):  # a smaller buffer is a slower server, not a broken one
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SERVER_RECEIVE_BUFFER)
     try:
         await sock.bind(sockaddr)
     except OSError as exc:

@@ -1,0 +1,292 @@
+"""Room members for the ``relay`` benchmark: one sender and K receivers, in this process.
+
+Why not K real clients: on 2 cores, 100 ``run_client`` processes (or Trio
+loops) would spend far more CPU receiving than the server spends relaying,
+and the benchmark would measure them. These members are the least a receiver
+can be, one stdlib socket each, all driven by one ``selectors`` loop:
+
+* against the minimal relays (``_relays.py``), a member joins with
+  :data:`~bench._relays.JOIN` and only counts what arrives;
+* against trio_udpchat, a member does what our client does on the wire (Hello,
+  Welcome, a Join message, then one cumulative Ack after every batch it
+  drains, as ``run_client`` acks once per flush), parsing only the Data header
+  it needs (loopback: no corruption to check for). Our sender is a member too
+  and its messages are real ``Say`` frames, resent go-back-N if the server's
+  acks stall, so the server does all its protocol work: decode, room,
+  per-member reliable queues, encode, acks in and out.
+
+Flow control is the same for every relay: the sender keeps at most ``window``
+messages outstanding, counting a message done when K deliveries have arrived
+(loopback keeps order per socket, so ``delivered // K`` is exact).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from itertools import count
+from typing import Final, Protocol
+
+from trio_udpchat import Ack, Data, Hello, Welcome, decode_frame_untrusted, encode_frame
+from trio_udpchat._chat import Join, Say, encode_chat
+
+from ._relays import JOIN, JOINED
+
+#: The part of a Data frame a member reads: after the 3-byte header, session, pn, seq, flags.
+_DATA_HEAD: Final = struct.Struct("!QIIB")
+_ACK_HEAD: Final = struct.Struct("!QII")
+_MAGIC: Final = 0xF9
+_DATA: Final = 0x03
+_ACK: Final = 0x04
+_KEEPALIVE: Final = 0x02
+_RECV_SIZE = 2048
+_SOCKET_BUFFER = 1 << 20  # asked for; Linux grants up to net.core.rmem_max
+
+_nonces = count(1)
+
+
+class Member(Protocol):
+    """A receiving end: drains its socket and counts deliveries."""
+
+    sock: socket.socket
+
+    def drain(self) -> int:
+        """Read everything waiting; return how many new deliveries arrived."""
+        ...
+
+
+def _socket(relay: tuple[str, int]) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+    sock.bind(("127.0.0.1", 0))
+    sock.connect(relay)
+    return sock
+
+
+def _exchange(sock: socket.socket, request: bytes, timeout: float) -> bytes:
+    """Send ``request`` and return the answer, resending every 0.2 s until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(0.2)
+    try:
+        while time.monotonic() < deadline:
+            sock.send(request)
+            try:
+                return sock.recv(_RECV_SIZE)
+            except TimeoutError:
+                continue
+    finally:
+        sock.setblocking(False)
+    raise TimeoutError("the relay did not answer")
+
+
+class RawMember:
+    """A member of a minimal relay: it counts datagrams, nothing else."""
+
+    def __init__(self, relay: tuple[str, int], timeout: float = 5.0) -> None:
+        self.sock = _socket(relay)
+        if _exchange(self.sock, JOIN, timeout) != JOINED:
+            raise RuntimeError("the relay did not confirm the join")
+        self._buffer = bytearray(_RECV_SIZE)
+
+    def drain(self) -> int:
+        """Count what waits."""
+        recv_into, buffer, got = self.sock.recv_into, self._buffer, 0
+        while True:
+            try:
+                recv_into(buffer)
+            except BlockingIOError:
+                return got
+            got += 1
+
+
+class ChatMember:
+    """A trio_udpchat client reduced to what the wire requires (see the module doc)."""
+
+    def __init__(self, relay: tuple[str, int], name: str, timeout: float = 5.0) -> None:
+        self.sock = _socket(relay)
+        nonce = next(_nonces)
+        answer = decode_frame_untrusted(_exchange(self.sock, encode_frame(Hello(nonce)), timeout))
+        if not isinstance(answer, Welcome) or answer.nonce != nonce:
+            raise RuntimeError(f"expected a Welcome, got {answer!r}")
+        self.session = answer.session
+        self._pn = 0
+        self.next_seq = 0  # the next seq we expect from the server
+        self.acked = 0  # how far the server acknowledged what we sent
+        self.sent_seq = 0  # our next seq
+        self.send_data(encode_chat(Join(name)))
+
+    def _next_pn(self) -> int:
+        self._pn += 1
+        return self._pn % 2**32
+
+    def data_frame(self, payload: bytes) -> bytes:
+        """The next Data frame of ours, carrying ``payload`` (a chat message)."""
+        frame = encode_frame(Data(self.session, self._next_pn(), self.sent_seq % 2**32, 0, payload))
+        self.sent_seq += 1
+        return frame
+
+    def send_data(self, payload: bytes) -> None:
+        """Send ``payload`` as our next reliable packet."""
+        self.sock.send(self.data_frame(payload))
+
+    def drain(self) -> int:
+        """Take in what waits, then acknowledge it with one cumulative Ack."""
+        got = 0
+        owed = False
+        recv = self.sock.recv
+        while True:
+            try:
+                data = recv(_RECV_SIZE)
+            except BlockingIOError:
+                break
+            if len(data) < 3 + _ACK_HEAD.size or data[0] != _MAGIC:
+                continue
+            if data[2] == _DATA:
+                _, _, seq, flags = _DATA_HEAD.unpack_from(data, 3)
+                owed = True
+                if seq == self.next_seq % 2**32:
+                    self.next_seq += 1
+                    got += not flags & _KEEPALIVE
+            elif data[2] == _ACK:
+                _, _, acked = _ACK_HEAD.unpack_from(data, 3)
+                self.acked = max(self.acked, acked)  # no wrap: a benchmark sends < 2**32
+        if owed:
+            frame = Ack(self.session, self._next_pn(), self.next_seq % 2**32, 0)
+            self.sock.send(encode_frame(frame))
+        return got
+
+
+class Sender(Protocol):
+    """The member that speaks."""
+
+    def send(self, index: int) -> None:
+        """Send message ``index`` (0, 1, 2, ...)."""
+        ...
+
+    def stalled(self, sent: int) -> None:
+        """Nothing arrived for a while: resend what may be lost of the first ``sent``
+        messages, if the protocol does."""
+        ...
+
+
+class RawSender:
+    """Sends raw payloads to a minimal relay (it is not a member: nothing comes back)."""
+
+    def __init__(self, relay: tuple[str, int], payload: bytes) -> None:
+        self.sock = _socket(relay)
+        self._payload = payload
+
+    def send(self, index: int) -> None:
+        """Send the payload."""
+        self.sock.send(self._payload)
+
+    def stalled(self, sent: int) -> None:
+        """A minimal relay has no retransmission."""
+
+    def drain(self) -> int:
+        """Nothing ever arrives."""
+        return 0
+
+
+class ChatSender(ChatMember):
+    """Our sender: ``Say`` frames encoded before the clock starts, resent go-back-N."""
+
+    def __init__(
+        self, relay: tuple[str, int], name: str, texts: list[str], timeout: float = 5.0
+    ) -> None:
+        super().__init__(relay, name, timeout)
+        self._first_seq = self.sent_seq
+        self._frames = [self.data_frame(encode_chat(Say(text))) for text in texts]
+        self.resent = 0
+
+    def send(self, index: int) -> None:
+        """Send message ``index``."""
+        self.sock.send(self._frames[index])
+
+    def stalled(self, sent: int) -> None:
+        """Resend what the server has not acknowledged (go-back-N)."""
+        for index in range(max(self.acked - self._first_seq, 0), sent):
+            self.sock.send(self._frames[index])
+            self.resent += 1
+
+    def drain(self) -> int:
+        """Take in the server's acks (ours do not count as deliveries)."""
+        super().drain()
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Blast:
+    """What one run of :func:`blast` saw."""
+
+    delivered: int
+    expected: int
+    wall_s: float
+    cpu_s: float
+
+
+class _Drains(Protocol):
+    sock: socket.socket
+
+    def drain(self) -> int: ...
+
+
+def settle(members: list[_Drains], quiet: float = 0.3, timeout: float = 10.0) -> None:
+    """Drain (and ack) until nothing has arrived for ``quiet`` seconds: joins, notices."""
+    with selectors.DefaultSelector() as selector:
+        for member in members:
+            selector.register(member.sock, selectors.EVENT_READ, member)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = selector.select(quiet)
+            if not ready:
+                return
+            for key, _ in ready:
+                key.data.drain()
+    raise RuntimeError("the relay did not go quiet after the joins")
+
+
+def blast(
+    sender: Sender,
+    sender_sock: socket.socket,
+    members: list[Member],
+    messages: int,
+    window: int,
+    timeout: float,
+    stall: float = 0.2,
+    give_up: float = 2.0,
+) -> Blast:
+    """Send ``messages``, at most ``window`` outstanding, until all K copies arrived
+    (or nothing arrived for ``give_up`` seconds); the clock runs from the first send
+    to the last delivery."""
+    k = len(members)
+    expected = messages * k
+    delivered = sent = 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(sender_sock, selectors.EVENT_READ, sender)
+        for member in members:
+            selector.register(member.sock, selectors.EVENT_READ, member)
+        started = last = resent = time.perf_counter()
+        cpu = time.process_time()
+        deadline = started + timeout
+        while delivered < expected:
+            while sent < messages and sent - delivered // k < window:
+                sender.send(sent)
+                sent += 1
+            arrived = 0
+            for key, _ in selector.select(stall):
+                arrived += key.data.drain()
+            now = time.perf_counter()
+            if arrived:
+                delivered += arrived
+                last = now
+            elif now - last > give_up or now > deadline:
+                break
+            elif now - max(last, resent) > stall:  # a lost datagram, not a busy relay
+                sender.stalled(sent)
+                resent = now
+        cpu = time.process_time() - cpu
+    return Blast(delivered, expected, last - started, cpu)
