@@ -19,6 +19,7 @@ from tests.e2e_helpers import (
     Launcher,
     command,
     end_tty,
+    free_port,
     reply,
     run_to_end,
     say,
@@ -118,9 +119,36 @@ def test_ctrl_c_with_half_a_line_exits_cleanly(launcher: Launcher) -> None:
 def test_notices_are_dim_at_a_terminal(launcher: Launcher) -> None:
     _, port = launcher.server()
     child = launcher.tty("client", "--port", str(port))
-    child.expect_exact("\x1b[2m*** connecting to the server at ")
+    child.expect_exact("\x1b[2m*** this chat is not encrypted")
     child.expect_exact(CLIENT_PROMPT)
     end_tty(child, "eof").assert_clean(within=SHUTDOWN_LIMIT)
+
+
+def test_a_slow_server_gets_connecting_then_connected(launcher: Launcher) -> None:
+    # A prompt handshake says nothing (the classic screen); one that takes more than
+    # a second says "connecting", and "connected" once the server answers.
+    port = free_port()
+    child = launcher.tty("client", "--port", str(port), "--no-color")
+    child.expect_exact(f"*** connecting to the server at ('127.0.0.1', {port})")
+    launcher.start("server", "--port", str(port), "--no-input", stdin=False)
+    child.expect_exact(f"*** connected to the server at ('127.0.0.1', {port})")
+    end_tty(child, "eof").assert_clean(within=SHUTDOWN_LIMIT)
+
+
+def test_a_prompt_connection_keeps_the_classic_screen(launcher: Launcher) -> None:
+    server, port = launcher.server()
+    child = launcher.tty("client", "--port", str(port), "--no-color")
+    child.expect_exact(CLIENT_PROMPT)
+    seen = child.before  # everything before the first prompt
+    child.sendline("Hello, server!")
+    assert server.read_line().endswith("says 'Hello, server!'")
+    server.write_line("Hello, client!")
+    child.expect_exact(server_replied("Hello, client!"))
+    seen += child.before
+    child.expect_exact(CLIENT_PROMPT)
+    result = end_tty(child, "eof")
+    result.assert_clean(within=SHUTDOWN_LIMIT)
+    assert "connect" not in seen + result.output, seen
 
 
 @pytest.mark.parametrize(("flag", "env"), [("--no-color", {}), (None, {"NO_COLOR": "1"})])
@@ -137,7 +165,7 @@ def test_no_colour_at_a_terminal(launcher: Launcher, flag: str | None, env: dict
     child.expect_exact(CLIENT_PROMPT)
     result = end_tty(child, "eof")
     result.assert_clean(within=SHUTDOWN_LIMIT)
-    assert "*** connecting" in seen
+    assert "*** this chat is not encrypted" in seen
     assert not SGR.search(seen + result.output), seen + result.output
 
 
@@ -166,8 +194,8 @@ def test_json_lines(launcher: Launcher) -> None:
     client = launcher.client(port, "--json")
     say(client, server, "Hello, server!")
     server.write_line("Hello, client!")
-    # connecting, connected, the not-encrypted notice, delivered, the message
-    events = [json.loads(client.read_line()) for _ in range(5)]
+    # connected, the not-encrypted notice, delivered, the message
+    events = [json.loads(client.read_line()) for _ in range(4)]
     client.write_line("/stats")
     stats = json.loads(client.read_line())
     too_long = "x" * 70_000
@@ -179,7 +207,8 @@ def test_json_lines(launcher: Launcher) -> None:
         assert isinstance(event["type"], str)
         assert isinstance(event["time"], float)
     by_type = {event["type"]: event for event in events}
-    assert [e["state"] for e in events if e["type"] == "status"] == ["connecting", "connected"]
+    # "connecting" only if the server takes more than a second to answer
+    assert [e["state"] for e in events if e["type"] == "status"] == ["connected"]
     assert by_type["message"]["from"] == "server"
     assert by_type["message"]["text"] == "Hello, client!"
     assert "not encrypted" in by_type["notice"]["text"]
@@ -228,15 +257,14 @@ def test_log_file_and_verbose(launcher: Launcher, tmp_path: Path) -> None:
     assert lines[0] == "an earlier line"  # appended, not overwritten
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
     expected = [
-        r"\*\*\* connecting to the server at .*",
         r"\*\*\* connected to the server at .*",
         "> Hello, server!",
         re.escape(server_replied("Hello, client!")),
     ]
     assert len(lines) == 1 + len(expected), lines
     # The line typed may be logged before the handshake (two round trips) completes.
-    if lines[2].endswith("> Hello, server!"):
-        lines[2], lines[3] = lines[3], lines[2]
+    if lines[1].endswith("> Hello, server!"):
+        lines[1], lines[2] = lines[2], lines[1]
     for line, pattern in zip(lines[1:], expected, strict=True):
         assert re.fullmatch(stamp + pattern, line), line
     assert "\x1b" not in log.read_text()

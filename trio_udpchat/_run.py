@@ -57,6 +57,8 @@ from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
 
 _logger = logging.getLogger("trio_udpchat")
+#: A server that has not welcomed a client within this long is "connecting".
+_SLOW_CONNECT = 1.0
 
 
 class Terminal(Protocol):
@@ -292,7 +294,6 @@ async def run_client(
     sock, server = await open_client_socket(host, port)
     with sock, BatchSocket(sock) as batch:
         core = ClientCore(server, config, plain=plain, name=name, keyed=passphrase is not None)
-        terminal.show(Connecting(server))
         driver = _Driver(batch, core, terminal, on_refused=core.note_unreachable)
         try:
             async with trio.open_nursery() as nursery:
@@ -305,6 +306,7 @@ async def run_client(
                 await driver.flush()
                 task_status.started(core)
                 nursery.start_soon(_watch_refusal, core, driver, nursery.cancel_scope)
+                nursery.start_soon(_say_connecting, core, driver, terminal)
                 if passphrase is None:
                     nursery.start_soon(_say_not_encrypted, core, driver, terminal)
                 await driver.input_loop("client", partial(_chat, core), core.pending, core.has_room)
@@ -326,6 +328,16 @@ async def _derive_for(core: ClientCore, driver: _Driver, passphrase: bytes, even
     key = await trio.to_thread.run_sync(derive_key, passphrase, event.salt, abandon_on_cancel=True)
     core.provide_key(event.salt, key, trio.current_time())
     await driver.flush()
+
+
+async def _say_connecting(core: ClientCore, driver: _Driver, terminal: Terminal) -> None:
+    """Say "connecting" only if the server has not welcomed us within a second: a
+    prompt handshake (two round trips) leaves the classic transcript untouched."""
+    with trio.move_on_after(_SLOW_CONNECT):
+        while core.state != "connected" and not core.plain:
+            await driver.wait_flushed()
+        return
+    terminal.show(Connecting(core.server))
 
 
 async def _say_not_encrypted(core: ClientCore, driver: _Driver, terminal: Terminal) -> None:

@@ -26,7 +26,7 @@ import trio
 
 from ._colour import PLAIN, Style
 from ._commands import Role
-from ._events import Event, NotEncrypted, ServerAnswered, SessionStarted
+from ._events import Connecting, Event, NotEncrypted, ServerAnswered, SessionStarted
 from ._lineeditor import LineEditor, open_line_editor
 from ._render import PROMPTS, render
 
@@ -90,6 +90,7 @@ class StdioTerminal:
         self._observers = tuple(observers)
         self._on_typed = on_typed
         self._just_connected = False
+        self._said_connecting = False
         self._interactive = formatter is None and os.isatty(stdin_fd) and self._out.isatty()
         self._editor: LineEditor | None = None
         if self._interactive and line_editing:
@@ -159,12 +160,14 @@ class StdioTerminal:
             line = None  # "connected" right before it said so already
         else:
             self._just_connected = isinstance(event, SessionStarted)
+            # "connected" only answers a "connecting" shown before (a slow server):
+            # a prompt connection keeps the classic screen as it was.
+            self._said_connecting |= isinstance(event, Connecting)
+            status = self._interactive and (
+                self._said_connecting or not isinstance(event, SessionStarted)
+            )
             line = render(
-                event,
-                self._role,
-                receipts=self._receipts,
-                status=self._interactive,
-                style=self._style,
+                event, self._role, receipts=self._receipts, status=status, style=self._style
             )
         if line is None:
             return
