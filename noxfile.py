@@ -10,7 +10,9 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "pexpect>=4.8"]
+#: Keep in step with pyproject's ``test`` extra. Sphinx is there because
+#: tests/test_docs.py builds the documentation (it skips without Sphinx).
+TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "pexpect>=4.8", "sphinx>=7"]
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -48,13 +50,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check the package, the tests and this file with ``mypy --strict``."""
-    _install(session, "mypy", "nox")
+    """Type-check the package, tests, docs extension and this file with ``mypy --strict``."""
+    _install(session, "mypy", "nox", "types-docutils")
     session.run("mypy", "--strict")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the Sphinx documentation, warnings as errors."""
-    _install(session, "sphinx>=7")
+    _install(session)
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Final, Literal, NamedTuple
 
 from ._chat import (
     ClientMessage,
@@ -78,6 +78,67 @@ from ._wire import (
 WRONG_KEY = "wrong passphrase or not a trio_udpchat server at {address!r}"
 
 State = Literal["idle", "connecting", "connected", "closed"]
+
+
+class Transition(NamedTuple):
+    """One edge of the client's state machine: in ``state``, ``trigger`` leads to ``next``."""
+
+    state: State
+    trigger: str
+    next: State
+    #: What the client does on the way.
+    does: str
+
+
+#: Every change of :attr:`ClientCore.state` in framed mode (a plain-text client starts
+#: ``connected`` and stays there until ``close()``). The documentation's state table
+#: is generated from this, and ``tests/test_transitions.py`` drives a core along each
+#: edge, so the table and the code cannot disagree.
+TRANSITIONS: Final[tuple[Transition, ...]] = (
+    Transition("idle", "start()", "connecting", "sends a hello without a cookie"),
+    Transition(
+        "connecting", "timer: a hello is due", "connecting", "sends the hello again, backing off"
+    ),
+    Transition(
+        "connecting",
+        "Challenge with our nonce",
+        "connecting",
+        "keeps the cookie (and salt); sends a hello that echoes it",
+    ),
+    Transition(
+        "connecting",
+        "Challenge that disagrees on the passphrase",
+        "idle",
+        "gives up for good: sets refusal",
+    ),
+    Transition(
+        "connecting",
+        "Denied with our nonce (with a passphrase)",
+        "idle",
+        "gives up for good: wrong passphrase",
+    ),
+    Transition(
+        "connecting",
+        "Welcome with our nonce",
+        "connected",
+        "starts the session; sends Join and the queued messages",
+    ),
+    Transition(
+        "connected",
+        "Reset of our session",
+        "connecting",
+        "requeues what was not acknowledged; says hello again",
+    ),
+    Transition(
+        "connected",
+        "timer: a packet ran out of retries",
+        "connecting",
+        "reports the unacknowledged messages not delivered; says hello again",
+    ),
+    Transition("idle", "close()", "closed", "reports queued messages not delivered"),
+    Transition("connecting", "close()", "closed", "reports queued messages not delivered"),
+    Transition("connected", "close()", "closed", "sends Bye; reports unacknowledged messages"),
+)
 
 
 class ClientCore(Endpoint):
