@@ -12,7 +12,8 @@ The server's configuration is the default one except for limits that protect
 a public server from a flood but would throttle the benchmark itself: the
 per-member message rate (``rate_limit=0``, like ``--rate-limit 0``), the
 per-address handshake rate (every benchmark client shares 127.0.0.1), and the
-numbers of sessions and members (``--max-sessions``).
+numbers of sessions and members (``--max-sessions``). With ``--keyed`` the room
+has a passphrase: :data:`BENCH_KEY`, which the benchmark's members know too.
 
 Why a subprocess running ``run_server`` rather than the CLI or the same process:
 
@@ -29,6 +30,7 @@ Why a subprocess running ``run_server`` rather than the CLI or the same process:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import sys
@@ -39,8 +41,16 @@ from pathlib import Path
 import trio
 
 from trio_udpchat import Config, Event, MessageReceived, ServerCore, run_server
+from trio_udpchat._crypto import KEY_SIZE, SALT_SIZE, RoomKey
 
 from ._probe import cpu_list, pin
+
+#: The benchmark room's key, made directly rather than derived from a passphrase:
+#: the relay benchmark measures sealing and opening, not Argon2id (``derive_key``
+#: costs the same once per server start whatever the load). Not a secret.
+BENCH_KEY = RoomKey(
+    salt=bytes(SALT_SIZE), key=hashlib.sha256(b"trio_udpchat bench room").digest()[:KEY_SIZE]
+)
 
 
 class CountingTerminal:
@@ -116,10 +126,11 @@ async def _answer_probes(core: ServerCore) -> None:
             print(json.dumps(probe(core)), flush=True)
 
 
-async def serve(max_seconds: float, max_sessions: int) -> dict[str, object]:
-    """Serve until stdin closes or ``max_seconds`` pass; return the report."""
+async def serve(max_seconds: float, max_sessions: int, keyed: bool) -> dict[str, object]:
+    """Serve until stdin closes or ``max_seconds`` pass (with :data:`BENCH_KEY` if
+    ``keyed``); return the report."""
     terminal = CountingTerminal()
-    core = ServerCore(bench_config(max_sessions))
+    core = ServerCore(bench_config(max_sessions), key=BENCH_KEY if keyed else None)
     async with trio.open_nursery() as nursery:
         address = await nursery.start(
             partial(run_server, terminal, "127.0.0.1", 0, operator=False, core=core)
@@ -143,9 +154,10 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--cpus", type=cpu_list)
+    parser.add_argument("--keyed", action="store_true", help="a room with BENCH_KEY")
     args = parser.parse_args()
     pin(args.cpus)
-    report = trio.run(serve, args.max_seconds, args.max_sessions)
+    report = trio.run(serve, args.max_seconds, args.max_sessions, args.keyed)
     print(json.dumps(report), flush=True)
     return 0
 

@@ -7,13 +7,19 @@ can be, one stdlib socket each, all driven by one ``selectors`` loop:
 
 * against the minimal relays (``_relays.py``), a member joins with
   :data:`~bench._relays.JOIN` and only counts what arrives;
-* against trio_udpchat, a member does what our client does on the wire (Hello,
-  Welcome, a Join message, then one cumulative Ack after every batch it
-  drains, as ``run_client`` acks once per flush), parsing only the Data header
-  it needs (loopback: no corruption to check for). Our sender is a member too
-  and its messages are real ``Say`` frames, resent go-back-N if the server's
-  acks stall, so the server does all its protocol work: decode, room,
-  per-member reliable queues, encode, acks in and out.
+* against trio_udpchat, a member does what our client does on the wire (the
+  handshake: Hello, Challenge, Hello with the cookie, Welcome; a Join message;
+  then one cumulative Ack after every batch it drains, as ``run_client`` acks
+  once per flush), parsing only the Data header it needs (loopback: no
+  corruption to check for). Our sender is a member too and its messages are
+  real ``Say`` frames, resent go-back-N (with fresh packet numbers, as the
+  server refuses a packet number twice) if the server's acks stall, so the
+  server does all its protocol work: decode, room, per-member reliable queues,
+  encode, acks in and out.
+* in a room with a passphrase (a :class:`~trio_udpchat._crypto.RoomKey`), a
+  member proves the key in its second hello and seals and opens every session
+  frame with it, through the client's own functions (``_sealed``): each
+  delivery then costs the member one decryption, as it would a real client.
 
 Flow control is the same for every relay: the sender keeps at most ``window``
 messages outstanding, counting a message done when K deliveries have arrived
@@ -22,16 +28,30 @@ messages outstanding, counting a message done when K deliveries have arrived
 
 from __future__ import annotations
 
+import secrets
 import selectors
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import count
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
-from trio_udpchat import Ack, Data, Hello, Welcome, decode_frame_untrusted, encode_frame
+from trio_udpchat import (
+    Ack,
+    Data,
+    Hello,
+    RemoteProtocolError,
+    Welcome,
+    decode_frame_untrusted,
+    encode_frame,
+)
 from trio_udpchat._chat import Join, Say, encode_chat
+from trio_udpchat._crypto import RoomKey, Sealer
+from trio_udpchat._sealed import Encoder, open_frame_untrusted, prove, sealing
+from trio_udpchat._wire import SEALED, Challenge, Denied, Frame, frame_type
 
 from ._relays import JOIN, JOINED
 
@@ -46,6 +66,11 @@ _RECV_SIZE = 2048
 _SOCKET_BUFFER = 1 << 20  # asked for; Linux grants up to net.core.rmem_max
 
 _nonces = count(1)
+
+_T = TypeVar("_T")
+_Answer = TypeVar("_Answer", Challenge, Welcome)
+#: What a member reads of a datagram: (_DATA, seq, flags), (_ACK, next, 0), or None.
+_Reader = Callable[[bytes], tuple[int, int, int] | None]
 
 
 class Member(Protocol):
@@ -66,20 +91,77 @@ def _socket(relay: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def _exchange(sock: socket.socket, request: bytes, timeout: float) -> bytes:
-    """Send ``request`` and return the answer, resending every 0.2 s until ``timeout``."""
+def _exchange(
+    sock: socket.socket, request: bytes, timeout: float, accept: Callable[[bytes], _T | None]
+) -> _T:
+    """Send ``request`` and return the first answer ``accept`` takes (not ``None``),
+    resending every 0.2 s until ``timeout``; answers it does not take are skipped."""
     deadline = time.monotonic() + timeout
-    sock.settimeout(0.2)
     try:
         while time.monotonic() < deadline:
             sock.send(request)
-            try:
-                return sock.recv(_RECV_SIZE)
-            except TimeoutError:
-                continue
+            resend_at = min(time.monotonic() + 0.2, deadline)
+            while (left := resend_at - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    answer = accept(sock.recv(_RECV_SIZE))
+                except TimeoutError:
+                    break
+                if answer is not None:
+                    return answer
     finally:
         sock.setblocking(False)
     raise TimeoutError("the relay did not answer")
+
+
+def _frame_untrusted(data: bytes, key: bytes | None) -> Frame:
+    """The frame in a datagram from the server: opened with ``key`` if it is sealed."""
+    if key is not None and frame_type(data) == SEALED:
+        return open_frame_untrusted(data, key)
+    return decode_frame_untrusted(data)
+
+
+def _answer_to(
+    nonce: int, kind: type[_Answer], key: bytes | None
+) -> Callable[[bytes], _Answer | None]:
+    """Takes the server's ``kind`` of answer to the hello with ``nonce``."""
+
+    def accept(data: bytes) -> _Answer | None:
+        try:
+            frame = _frame_untrusted(data, key)
+        except RemoteProtocolError:
+            return None
+        if isinstance(frame, Denied) and frame.nonce == nonce:
+            raise RuntimeError("the server denied the key: its passphrase is another")
+        return frame if isinstance(frame, kind) and frame.nonce == nonce else None
+
+    return accept
+
+
+def _read_clear(data: bytes) -> tuple[int, int, int] | None:
+    """The Data or Ack header of a clear frame (no checksum check: loopback)."""
+    if len(data) < 3 + _ACK_HEAD.size or data[0] != _MAGIC:
+        return None
+    if data[2] == _DATA:
+        _, _, seq, flags = _DATA_HEAD.unpack_from(data, 3)
+        return _DATA, seq, flags
+    if data[2] == _ACK:
+        _, _, acked = _ACK_HEAD.unpack_from(data, 3)
+        return _ACK, acked, 0
+    return None
+
+
+def _read_sealed(key: bytes, data: bytes) -> tuple[int, int, int] | None:
+    """The same of a sealed frame, opened (and so authenticated) with ``key``."""
+    try:
+        frame = open_frame_untrusted(data, key)
+    except RemoteProtocolError:
+        return None
+    if isinstance(frame, Data):
+        return _DATA, frame.seq, frame.flags
+    if isinstance(frame, Ack):
+        return _ACK, frame.next, 0
+    return None
 
 
 class RawMember:
@@ -87,8 +169,7 @@ class RawMember:
 
     def __init__(self, relay: tuple[str, int], timeout: float = 5.0) -> None:
         self.sock = _socket(relay)
-        if _exchange(self.sock, JOIN, timeout) != JOINED:
-            raise RuntimeError("the relay did not confirm the join")
+        _exchange(self.sock, JOIN, timeout, lambda data: data if data == JOINED else None)
         self._buffer = bytearray(_RECV_SIZE)
 
     def drain(self) -> int:
@@ -103,15 +184,34 @@ class RawMember:
 
 
 class ChatMember:
-    """A trio_udpchat client reduced to what the wire requires (see the module doc)."""
+    """A trio_udpchat client reduced to what the wire requires (see the module doc);
+    with ``key``, it proves the room key and seals and opens session frames with it."""
 
-    def __init__(self, relay: tuple[str, int], name: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, relay: tuple[str, int], name: str, key: RoomKey | None = None, timeout: float = 5.0
+    ) -> None:
         self.sock = _socket(relay)
         nonce = next(_nonces)
-        answer = decode_frame_untrusted(_exchange(self.sock, encode_frame(Hello(nonce)), timeout))
-        if not isinstance(answer, Welcome) or answer.nonce != nonce:
-            raise RuntimeError(f"expected a Welcome, got {answer!r}")
-        self.session = answer.session
+        challenge = _exchange(
+            self.sock, encode_frame(Hello(nonce)), timeout, _answer_to(nonce, Challenge, None)
+        )
+        if challenge.salt != (b"" if key is None else key.salt):
+            raise RuntimeError("the server's passphrase (or lack of one) is not this member's")
+        hello = Hello(nonce, challenge.cookie)
+        self._encode: Encoder = encode_frame
+        self._read: _Reader = _read_clear
+        if key is not None:
+            sealer = Sealer(key.key, secrets.randbits)  # one per member, as a client has
+            hello = prove(hello, sealer)
+            self._encode = sealing(sealer)
+            self._read = partial(_read_sealed, key.key)
+        welcome = _exchange(
+            self.sock,
+            encode_frame(hello),
+            timeout,
+            _answer_to(nonce, Welcome, None if key is None else key.key),
+        )
+        self.session = welcome.session
         self._pn = 0
         self.next_seq = 0  # the next seq we expect from the server
         self.acked = 0  # how far the server acknowledged what we sent
@@ -124,7 +224,7 @@ class ChatMember:
 
     def data_frame(self, payload: bytes) -> bytes:
         """The next Data frame of ours, carrying ``payload`` (a chat message)."""
-        frame = encode_frame(Data(self.session, self._next_pn(), self.sent_seq % 2**32, 0, payload))
+        frame = self._encode(Data(self.session, self._next_pn(), self.sent_seq % 2**32, 0, payload))
         self.sent_seq += 1
         return frame
 
@@ -136,26 +236,25 @@ class ChatMember:
         """Take in what waits, then acknowledge it with one cumulative Ack."""
         got = 0
         owed = False
-        recv = self.sock.recv
+        recv, read = self.sock.recv, self._read
         while True:
             try:
-                data = recv(_RECV_SIZE)
+                header = read(recv(_RECV_SIZE))
             except BlockingIOError:
                 break
-            if len(data) < 3 + _ACK_HEAD.size or data[0] != _MAGIC:
+            if header is None:
                 continue
-            if data[2] == _DATA:
-                _, _, seq, flags = _DATA_HEAD.unpack_from(data, 3)
+            code, number, flags = header
+            if code == _DATA:
                 owed = True
-                if seq == self.next_seq % 2**32:
+                if number == self.next_seq % 2**32:
                     self.next_seq += 1
                     got += not flags & _KEEPALIVE
-            elif data[2] == _ACK:
-                _, _, acked = _ACK_HEAD.unpack_from(data, 3)
-                self.acked = max(self.acked, acked)  # no wrap: a benchmark sends < 2**32
+            else:  # _ACK; no wrap: a benchmark sends < 2**32
+                self.acked = max(self.acked, number)
         if owed:
             frame = Ack(self.session, self._next_pn(), self.next_seq % 2**32, 0)
-            self.sock.send(encode_frame(frame))
+            self.sock.send(self._encode(frame))
         return got
 
 
@@ -192,24 +291,35 @@ class RawSender:
 
 
 class ChatSender(ChatMember):
-    """Our sender: ``Say`` frames encoded before the clock starts, resent go-back-N."""
+    """Our sender: ``Say`` messages encoded before the clock starts, framed (and
+    sealed) as they go, each time with a fresh packet number; resent go-back-N."""
 
     def __init__(
-        self, relay: tuple[str, int], name: str, texts: list[str], timeout: float = 5.0
+        self,
+        relay: tuple[str, int],
+        name: str,
+        texts: list[str],
+        key: RoomKey | None = None,
+        timeout: float = 5.0,
     ) -> None:
-        super().__init__(relay, name, timeout)
+        super().__init__(relay, name, key, timeout)
         self._first_seq = self.sent_seq
-        self._frames = [self.data_frame(encode_chat(Say(text))) for text in texts]
+        self._payloads = [encode_chat(Say(text)) for text in texts]
+        self.sent_seq += len(texts)
         self.resent = 0
+
+    def _frame(self, index: int) -> bytes:
+        seq = (self._first_seq + index) % 2**32
+        return self._encode(Data(self.session, self._next_pn(), seq, 0, self._payloads[index]))
 
     def send(self, index: int) -> None:
         """Send message ``index``."""
-        self.sock.send(self._frames[index])
+        self.sock.send(self._frame(index))
 
     def stalled(self, sent: int) -> None:
         """Resend what the server has not acknowledged (go-back-N)."""
         for index in range(max(self.acked - self._first_seq, 0), sent):
-            self.sock.send(self._frames[index])
+            self.sock.send(self._frame(index))
             self.resent += 1
 
     def drain(self) -> int:

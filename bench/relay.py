@@ -2,7 +2,10 @@
 
 Subjects: the real server (``_chat_server.py``: ``run_server`` with all its
 protocol work: decode, room, a reliable queue per member, encode, acks in and
-out), plain and, once the server takes a passphrase, with one. Baselines, in
+out), plain and with a passphrase (``trio_udpchat_key``: the room key
+:data:`~bench._chat_server.BENCH_KEY`, every session frame sealed by its
+sender and opened by its receiver, so once per member per message at the
+server). Baselines, in
 the same run: a blocking stdlib relay and an asyncio one (``_relays.py``: no
 protocol at all). The members and the sender are the lightweight ones of
 ``_members.py``, all in this process, which counts the deliveries.
@@ -14,12 +17,9 @@ delivery is read from ``/proc`` and shown too: it does not depend on placement.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from functools import partial
 
-from trio_udpchat import Config, ServerCore
-
+from ._chat_server import BENCH_KEY
 from ._harness import (
     Benchmark,
     BenchmarkResult,
@@ -62,20 +62,6 @@ IMPLS = {
 BASELINES = ("stdlib_blocking", "asyncio")
 
 
-def server_takes_a_key() -> bool:
-    """Whether this version of the server can be given a passphrase (a ``key``)."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    return "key" in fields or "key" in inspect.signature(ServerCore).parameters
-
-
-def key_status() -> str | None:
-    """``None`` when the passphrase row can be measured, else why not."""
-    if not server_takes_a_key():
-        return "not available yet: the server takes no passphrase"
-    # The members here speak the plain frames; sealed ones need the key codec wired in.
-    return "not available yet: the benchmark's members do not seal frames yet"
-
-
 def _texts(messages: int) -> list[str]:
     filler = payload(SIZE).decode("ascii")
     return [f"{i:08d}{filler}"[:SIZE] for i in range(messages)]
@@ -86,13 +72,16 @@ def measure(
 ) -> Sample:
     """One repetition: a fresh relay process, K fresh members, one blast."""
     messages = max(deliveries // k, 1)
+    key = BENCH_KEY if impl == "trio_udpchat_key" else None
     if impl.startswith("trio_udpchat"):
+        keyed = () if key is None else ("--keyed",)
         helper = Helper(
             "_chat_server",
             "--max-seconds",
             str(timeout + 60),
             "--max-sessions",
             str(k + 8),
+            *keyed,
             cpus=cpus,
         )
     else:
@@ -102,8 +91,8 @@ def measure(
         members: list[Member]
         sender: Sender
         if impl.startswith("trio_udpchat"):
-            chat_members = [ChatMember(relay, f"member{i}") for i in range(k)]
-            chat_sender = ChatSender(relay, "sender", _texts(messages))
+            chat_members = [ChatMember(relay, f"member{i}", key) for i in range(k)]
+            chat_sender = ChatSender(relay, "sender", _texts(messages), key)
             settle([*chat_members, chat_sender])  # joins and presence notices, acked
             members, sender, sender_sock = list(chat_members), chat_sender, chat_sender.sock
             before = helper.probe()
@@ -150,7 +139,7 @@ def _name(impl: str, k: int) -> str:
 def plan(settings: Settings) -> Plan:
     """Every implementation at every K; ratios only between cases of the same K."""
     deliveries = settings.messages or (QUICK_DELIVERIES if settings.quick else DELIVERIES)
-    impls = [impl for impl in IMPLS if impl != "trio_udpchat_key" or key_status() is None]
+    impls = list(IMPLS)
     cases = [
         Case(
             _name(impl, k),
@@ -190,8 +179,6 @@ def summarize(result: BenchmarkResult) -> dict[str, object]:
                     "min": spread.low,
                     "max": spread.high,
                 }
-            elif impl == "trio_udpchat_key":
-                row["status"] = key_status()
             elif found and found[0].error:
                 row["status"] = f"failed: {found[0].error}"
             rows.append(row)
@@ -220,7 +207,6 @@ BENCHMARK = Benchmark(
         "lost by the relay: deliveries the relay reports minus those counted at the"
         " members (0: none lost).",
         "members' CPU share near 1.00 means the members, not the relay, set the pace.",
-        f"trio_udpchat_key: {key_status() or 'measured'}",
     ],
     summarize=summarize,
 )

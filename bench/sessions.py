@@ -1,7 +1,8 @@
 """Benchmark ``sessions``: one server holding 10,000 sessions, with keepalives flowing.
 
 10,000 stdlib sockets in this process (one per session: the server tells
-sessions apart by address) each do the handshake (Hello, Welcome); the server's
+sessions apart by address) each do the handshake (Hello, Challenge, Hello with
+the cookie, Welcome); the server's
 resident memory before and after, divided by the sessions, is the memory per
 session. Then, for a while, each session sends an idle client's keepalive
 (``Config.keepalive_after``, 15 s, spread evenly) and the server acks each:
@@ -19,7 +20,7 @@ from functools import partial
 from typing import Final
 
 from trio_udpchat import Config, Hello, Welcome, decode_frame_untrusted, encode_frame
-from trio_udpchat._wire import FLAG_KEEPALIVE, encode_data
+from trio_udpchat._wire import FLAG_KEEPALIVE, NO_COOKIE, Challenge, encode_data
 
 from ._harness import Benchmark, BenchmarkResult, Case, Column, Plan, Sample, Settings
 from ._helpers import Helper
@@ -50,18 +51,19 @@ def _number(probe: dict[str, object], key: str) -> float:
 class _Client:
     """One idle session: a socket, its session id, and its keepalive schedule."""
 
-    __slots__ = ("nonce", "pn", "seq", "session", "sock")
+    __slots__ = ("cookie", "nonce", "pn", "seq", "session", "sock")
 
     def __init__(self, server: tuple[str, int], nonce: int) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.connect(server)
         self.nonce = nonce
+        self.cookie = NO_COOKIE  # until the server's Challenge gives one
         self.session: int | None = None
         self.pn = self.seq = 0
 
     def hello(self) -> None:
-        self.sock.send(encode_frame(Hello(self.nonce)))
+        self.sock.send(encode_frame(Hello(self.nonce, self.cookie)))
 
     def keepalive(self) -> None:
         assert self.session is not None
@@ -71,7 +73,8 @@ class _Client:
 
 
 def _drain_all(selector: selectors.BaseSelector, timeout: float) -> int:
-    """Read whatever is waiting on every socket; record Welcomes; return datagrams read."""
+    """Read whatever is waiting on every socket; answer Challenges, record Welcomes;
+    return datagrams read."""
     read = 0
     for key, _ in selector.select(timeout):
         client: _Client = key.data
@@ -83,7 +86,10 @@ def _drain_all(selector: selectors.BaseSelector, timeout: float) -> int:
             read += 1
             if client.session is None:
                 frame = decode_frame_untrusted(data)
-                if isinstance(frame, Welcome) and frame.nonce == client.nonce:
+                if isinstance(frame, Challenge) and frame.nonce == client.nonce:
+                    client.cookie = frame.cookie
+                    client.hello()
+                elif isinstance(frame, Welcome) and frame.nonce == client.nonce:
                     client.session = frame.session
     return read
 

@@ -316,6 +316,46 @@ def test_rtt_samples_come_from_selective_and_cumulative_acks_once_each() -> None
     assert sender.rtt.srtt == pytest.approx(0.875 * 0.3 + 0.125 * 0.5)
 
 
+def smoothed(sender: Sender) -> tuple[float, float]:
+    """The sender's ``(srtt, rttvar)``, once it has a sample."""
+    srtt = sender.rtt.srtt
+    assert srtt is not None, "no RTT sample yet"
+    return srtt, sender.rtt.rttvar
+
+
+def sent_apart(texts: Sequence[str], gap: float) -> Sender:
+    """A sender that sent one packet per text, ``gap`` seconds apart from 0.0."""
+    sender = make_sender()
+    for i, text in enumerate(texts):
+        offer_all(sender, [text])
+        assert len(sender.transmit(i * gap)) == 1
+    return sender
+
+
+def test_one_rtt_sample_per_ack_from_the_newest_packet_it_acknowledges() -> None:
+    sender = sent_apart(["a", "b", "c"], gap=0.1)  # sent at 0.0, 0.1, 0.2
+    sender.on_ack(3, 0, 0.5)  # all three at once
+    # One first sample, of c's 0.3 (QUIC's rule): not 0.5 and 0.4 folded in too.
+    assert smoothed(sender) == pytest.approx((0.3, 0.15))
+
+
+def test_the_rtt_sample_comes_from_the_bitmap_when_it_holds_the_newest() -> None:
+    sender = sent_apart(["a", "b", "c"], gap=0.1)
+    assert sender.on_ack(1, 0b1, 0.5) is not None  # a cumulatively, c (seq 2) held
+    assert smoothed(sender) == pytest.approx((0.3, 0.15))
+
+
+def test_no_rtt_sample_when_the_newest_newly_acked_packet_was_retransmitted() -> None:
+    sender = make_sender()
+    offer_all(sender, ["a", "b"])
+    sender.transmit(0.0)
+    sender.on_ack(0, 0b1, 0.1)  # b held: a sample of 0.1
+    [again] = sender.transmit(5.0)  # a timed out: ambiguous from now on
+    assert again.seq == 0
+    sender.on_ack(2, 0, 5.05)  # newly acknowledges a only (b was already counted)
+    assert smoothed(sender) == pytest.approx((0.1, 0.05))
+
+
 def reference_rto(samples: Sequence[float], cfg: Config) -> float:
     """RFC 6298 section 2, written out independently of RttEstimator."""
     srtt = rttvar = 0.0

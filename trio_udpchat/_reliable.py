@@ -122,6 +122,13 @@ class Sender:
         bitmap says what the receiver holds out of order, which it would lose if
         its session ended, so those packets are just not retransmitted. Returns
         ``None`` for an ack of packets never sent (corrupt or forged).
+
+        An ack gives at most one RTT sample, as in QUIC (RFC 9002 section 5.1):
+        from the newest packet it newly acknowledges (cumulatively or in the
+        bitmap), the one whose arrival most likely sent it; older packets it
+        covers may have waited for a lost ack, and sampling each cost a relay
+        time on every ack. Karn's rule still holds: no sample if that packet
+        was retransmitted.
         """
         if not self._in_flight:
             return []
@@ -130,9 +137,11 @@ class Sender:
         if next_seq > self._next_seq or bitmap >> max(self._next_seq - next_seq - 1, 0):
             return None
         done: list[Message] = []
+        newest: Packet | None = None  # the newest packet this ack newly acknowledges
         while self._in_flight and (seq := next(iter(self._in_flight))) < next_seq:
             packet = self._in_flight.pop(seq)
-            self._sample(packet, now)
+            if not packet.sacked:
+                newest = packet
             message = packet.message
             if message is not None:
                 message.unacked -= 1
@@ -141,9 +150,11 @@ class Sender:
         highest = next_seq - 1
         for seq, packet in self._in_flight.items():
             if not packet.sacked and _is_acked(seq, next_seq, bitmap):
-                self._sample(packet, now)
                 packet.sacked = True
+                newest = packet
                 highest = seq
+        if newest is not None and newest.transmissions == 1:  # Karn: unambiguous only
+            self.rtt.sample(now - newest.sent_at)
         threshold = self._config.fast_retransmit_after
         for seq, packet in self._in_flight.items():
             if seq > highest:
@@ -154,10 +165,6 @@ class Sender:
                     packet.fast = packet.fast_pending = True
                     packet.deadline = now
         return done
-
-    def _sample(self, packet: Packet, now: float) -> None:
-        if packet.transmissions == 1 and not packet.sacked:  # Karn: unambiguous samples only
-            self.rtt.sample(now - packet.sent_at)
 
     def transmit(self, now: float) -> list[Packet]:
         """The packets to send now: due retransmissions, then new ones the window allows.
