@@ -77,7 +77,9 @@ class TmuxPane:
             if time.monotonic() > deadline:
                 shown = "\n".join(screen)
                 raise AssertionError(f"no {what} within {TIMEOUT} s; the screen:\n{shown}")
-            time.sleep(_POLL)  # between looks at the screen, not in place of one
+            # real-time: tmux has no "screen changed" event to wait on, so look again
+            # shortly; each look is the check, the pause only spaces them out.
+            time.sleep(_POLL)
 
     def wait_for_row(self, row: str) -> list[str]:
         """Wait until some row of the screen is exactly ``row``."""
