@@ -56,6 +56,7 @@ from ._events import (
     SessionStarted,
     WhoListed,
 )
+from ._names import show_address
 from ._plaintext import PlainStyle, split_plaintext
 from ._room import KINDS, PRESENCE
 from ._rtt import RttEstimator
@@ -267,7 +268,7 @@ class ClientCore(Endpoint):
                     self._drop("stale-challenge")
             case Denied(nonce=nonce):
                 if self.state == "connecting" and nonce == self._nonce and self.keyed:
-                    self._refuse(WRONG_KEY.format(address=_shown(self.server)))
+                    self._refuse(WRONG_KEY.format(address=show_address(self.server)))
                 else:
                     self._drop("stale-denied")
             case Hello() | Bye():
@@ -487,7 +488,7 @@ class ClientCore(Endpoint):
 
     def _challenged(self, cookie: bytes, salt: bytes, now: float) -> None:
         """The server asked us to prove our address (and, with ``salt``, the key)."""
-        shown = _shown(self.server)
+        shown = show_address(self.server)
         if self.keyed and not salt:
             self._refuse(f"the server at {shown!r} has no passphrase; refusing to chat unencrypted")
             return
@@ -524,8 +525,3 @@ class ClientCore(Endpoint):
         for text, payload in queued:
             if session.send(text, payload) is None:
                 self._emit(NotDelivered(text, "the send queue is full"))
-
-
-def _shown(address: Address) -> tuple[str, int]:
-    """``(host, port)`` as the user sees addresses."""
-    return (str(address[0]), int(address[1]))

@@ -38,11 +38,12 @@ from ._events import (
     StatsListed,
     WhoListed,
 )
+from ._names import show_address
 from ._render import render
 
 
 def _address(address: Address) -> list[Any]:
-    return [str(address[0]), int(address[1])]
+    return list(show_address(address))
 
 
 def _fields(event: Event, role: Role) -> dict[str, Any] | None:

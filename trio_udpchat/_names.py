@@ -34,9 +34,14 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
+def show_address(address: Address) -> tuple[str, int]:
+    """``(host, port)``, as the classic demo prints it, for IPv4 and IPv6 alike."""
+    return (str(address[0]), int(address[1]))
+
+
 def address_name(address: Address) -> str:
     """The name of a member known only by its address: ``host:port`` or ``[v6]:port``."""
-    host, port = str(address[0]), int(address[1])
+    host, port = show_address(address)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

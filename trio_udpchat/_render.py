@@ -10,7 +10,6 @@ from typing import Final
 from ._colour import PLAIN, Style
 from ._commands import Role
 from ._events import (
-    Address,
     CommandRejected,
     Connecting,
     Event,
@@ -36,6 +35,7 @@ from ._events import (
     StatsListed,
     WhoListed,
 )
+from ._names import show_address
 from ._plaintext import clock
 from ._safe import visible
 from ._stats import StatsSummary
@@ -52,11 +52,6 @@ NOT_ENCRYPTED: Final = (
 )
 
 PROMPTS: Final[dict[Role, str]] = {"server": SERVER_PROMPT, "client": CLIENT_PROMPT}
-
-
-def show_address(address: Address) -> tuple[str, int]:
-    """``(host, port)``, as the classic demo prints it, for IPv4 and IPv6 alike."""
-    return (str(address[0]), int(address[1]))
 
 
 def _size(count: int) -> str:
