@@ -30,7 +30,7 @@ def test_secrets_rotate_and_only_two_are_kept() -> None:
 
 
 def test_cookies_differ_by_address_port_nonce_and_server() -> None:
-    jar, other = CookieJar(seeded(3)), CookieJar(seeded(4))
+    jar, other = CookieJar(seeded(3), 120.0), CookieJar(seeded(4), 120.0)
     cookie = jar.make(A, 7, 0.0)
     assert cookie != jar.make(("192.0.2.1", 40002), 7, 0.0)
     assert cookie != jar.make(("192.0.2.2", 40001), 7, 0.0)
@@ -40,7 +40,7 @@ def test_cookies_differ_by_address_port_nonce_and_server() -> None:
 
 @given(st.binary(min_size=16, max_size=16))
 def test_a_guessed_cookie_fails(guess: bytes) -> None:
-    jar = CookieJar(seeded(5))
+    jar = CookieJar(seeded(5), 120.0)
     real = jar.make(A, 1, 0.0)
     assert jar.check(A, 1, guess, 0.0) == (guess == real)
 

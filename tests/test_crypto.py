@@ -5,9 +5,23 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nacl.bindings import (
+    crypto_aead_xchacha20poly1305_ietf_ABYTES,
+    crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+)
+from nacl.pwhash import argon2id
 
 from tests.core_helpers import seeded
-from trio_udpchat._crypto import KEY_SIZE, NONCE_SIZE, RoomKey, Sealer, derive_key, open_untrusted
+from trio_udpchat._crypto import (
+    KEY_SIZE,
+    NONCE_SIZE,
+    SALT_SIZE,
+    TAG_SIZE,
+    RoomKey,
+    Sealer,
+    derive_key,
+    open_untrusted,
+)
 from trio_udpchat._errors import LocalProtocolError, RemoteProtocolError
 
 SALT = bytes(range(16))
@@ -72,6 +86,13 @@ def test_nonces_count_up_after_a_random_prefix() -> None:
     assert len(set(nonces)) == 1000
     assert {nonce[:16] for nonce in nonces} == {nonces[0][:16]}
     assert [int.from_bytes(nonce[16:], "big") for nonce in nonces] == list(range(1000))
+
+
+def test_the_wire_sizes_are_libsodiums() -> None:
+    # The layout in _wire names these sizes; libsodium is what must agree with them.
+    assert SALT_SIZE == argon2id.SALTBYTES
+    assert crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == NONCE_SIZE
+    assert crypto_aead_xchacha20poly1305_ietf_ABYTES == TAG_SIZE
 
 
 def test_a_truncated_seal_is_a_remote_error() -> None:

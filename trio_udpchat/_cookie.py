@@ -19,10 +19,8 @@ from collections.abc import Callable
 from typing import Final
 
 from ._events import Address
+from ._wire import COOKIE_SIZE
 
-COOKIE_SIZE: Final = 16
-#: A hello without a cookie carries these bytes in its place.
-NO_COOKIE: Final = bytes(COOKIE_SIZE)
 _EPOCH_NONCE: Final = struct.Struct("!qQ")
 
 
@@ -31,7 +29,7 @@ class CookieJar:
 
     __slots__ = ("_randbits", "_rotation", "_secrets")
 
-    def __init__(self, randbits: Callable[[int], int], rotation: float = 120.0) -> None:
+    def __init__(self, randbits: Callable[[int], int], rotation: float) -> None:
         self._randbits = randbits
         self._rotation = rotation
         self._secrets: dict[int, bytes] = {}  # epoch -> secret: this one and the last

@@ -28,11 +28,13 @@ from nacl.exceptions import CryptoError
 from nacl.pwhash import argon2id
 
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._wire import AEAD_NONCE_SIZE, AEAD_TAG_SIZE
+from ._wire import SALT_SIZE as SALT_SIZE
 
-SALT_SIZE: Final = argon2id.SALTBYTES  # 16
+#: The sizes the wire layout gives the AEAD's nonce and tag (libsodium's, checked in tests).
+NONCE_SIZE: Final = AEAD_NONCE_SIZE
+TAG_SIZE: Final = AEAD_TAG_SIZE
 KEY_SIZE: Final = 32
-NONCE_SIZE: Final = 24
-TAG_SIZE: Final = 16
 _PREFIX_SIZE: Final = NONCE_SIZE - 8
 _COUNTER: Final = struct.Struct("!Q")
 
