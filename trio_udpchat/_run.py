@@ -127,11 +127,16 @@ class _Driver:
         """Return after the next flush."""
         await self._flushed.wait()
 
+    async def wait_until(self, done: Callable[[], bool]) -> None:
+        """Return once ``done()`` holds; the core changes only in a flush, so check
+        after each one."""
+        while not done():
+            await self.wait_flushed()
+
     async def linger(self, pending: Callable[[], list[str]], seconds: float) -> None:
         """After EOF: give what was typed up to ``seconds`` to be acknowledged."""
         with trio.move_on_after(seconds):
-            while pending():
-                await self.wait_flushed()
+            await self.wait_until(lambda: not pending())
 
     def _send_failed(self, exc: OSError) -> None:
         if isinstance(exc, ConnectionRefusedError):
@@ -184,8 +189,7 @@ class _Driver:
         """
         while True:
             if not self._terminal.interactive:
-                while not has_room():
-                    await self.wait_flushed()
+                await self.wait_until(has_room)
             line = await self._terminal.read_line()
             if line is None:
                 return
@@ -334,8 +338,7 @@ async def _say_connecting(core: ClientCore, driver: _Driver, terminal: Terminal)
     """Say "connecting" only if the server has not welcomed us within a second: a
     prompt handshake (two round trips) leaves the classic transcript untouched."""
     with trio.move_on_after(_SLOW_CONNECT):
-        while core.state != "connected" and not core.plain:
-            await driver.wait_flushed()
+        await driver.wait_until(lambda: core.state == "connected" or core.plain)
         return
     terminal.show(Connecting(core.server))
 
@@ -343,15 +346,13 @@ async def _say_connecting(core: ClientCore, driver: _Driver, terminal: Terminal)
 async def _say_not_encrypted(core: ClientCore, driver: _Driver, terminal: Terminal) -> None:
     """Say once that the chat is not encrypted: when it starts (in the room, or at
     once in plain mode), so a refusal stays the only thing said."""
-    while not (core.plain or core.current_name):
-        await driver.wait_flushed()
+    await driver.wait_until(lambda: core.plain or bool(core.current_name))
     terminal.show(NotEncrypted())
 
 
 async def _watch_refusal(core: ClientCore, driver: _Driver, scope: trio.CancelScope) -> None:
     """Stop the client once the server turns it away for good (the room is full)."""
-    while core.refusal is None:
-        await driver.wait_flushed()
+    await driver.wait_until(lambda: core.refusal is not None)
     scope.cancel()
 
 
