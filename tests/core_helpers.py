@@ -134,9 +134,15 @@ def seal(frame: Frame, key: RoomKey = ROOM_KEY, seed: int = SEED + 3) -> bytes:
 
 
 def make_client(
-    config: Config | None = None, *, plain: bool = False, seed: int = SEED, name: str = ""
+    config: Config | None = None,
+    *,
+    plain: bool = False,
+    seed: int = SEED,
+    name: str = "",
+    keyed: bool = False,
 ) -> ClientCore:
-    return ClientCore(SERVER, config, plain=plain, name=name, randbits=seeded(seed))
+    """A seeded client core of the server at ``SERVER`` (``keyed``: it has a passphrase)."""
+    return ClientCore(SERVER, config, plain=plain, name=name, randbits=seeded(seed), keyed=keyed)
 
 
 # -- chat payloads ----------------------------------------------------------------------
@@ -452,12 +458,8 @@ class Pair:
         client_key: RoomKey | None = None,
     ) -> None:
         self.server = make_server(config, seed=seed, key=key)
-        self.client = ClientCore(
-            SERVER,
-            client_config or config,
-            name=name,
-            randbits=seeded(seed + 1),
-            keyed=client_key is not None,
+        self.client = make_client(
+            client_config or config, seed=seed + 1, name=name, keyed=client_key is not None
         )
         self.client_key = client_key
         self.addr = CLIENT

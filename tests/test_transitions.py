@@ -13,7 +13,6 @@ from collections.abc import Callable
 import pytest
 
 from tests.core_helpers import (
-    SEED,
     SERVER,
     connect,
     drain,
@@ -21,11 +20,9 @@ from tests.core_helpers import (
     frames_out,
     make_client,
     run_timers,
-    seeded,
     start,
 )
 from trio_udpchat._client import TRANSITIONS, ClientCore, Transition
-from trio_udpchat._config import Config
 from trio_udpchat._wire import NO_COOKIE, Bye, Challenge, Denied, Hello, Reset, Welcome
 
 SESSION = 7
@@ -37,7 +34,7 @@ Setup = tuple[ClientCore, Callable[[ClientCore], None]]
 
 
 def _connecting(*, keyed: bool = False) -> tuple[ClientCore, int]:
-    client = ClientCore(SERVER, Config(), randbits=seeded(SEED), keyed=keyed)
+    client = make_client(keyed=keyed)
     return client, start(client)
 
 
