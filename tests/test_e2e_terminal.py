@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e_helpers import (
     CLIENT_PROMPT,
+    CLIENT_SAYS,
     SHUTDOWN_LIMIT,
     Launcher,
     command,
@@ -63,7 +64,9 @@ def test_message_arrives_while_typing(
     client.wait_for_row(CLIENT_PROMPT.rstrip())
     client.type("Hello, server!")
     client.press("Enter")
-    client_port = int(server.read_line().split("', ")[1].split(")")[0])
+    said = CLIENT_SAYS.fullmatch(server.read_line())
+    assert said is not None
+    client_port = int(said["port"])
     # Half a line, with the cursor moved back into it.
     client.type("half a li")
     client.press("Left", "Left")
