@@ -50,7 +50,7 @@ from trio_udpchat import (
 )
 from trio_udpchat._chat import Join, Say, encode_chat
 from trio_udpchat._crypto import RoomKey, Sealer
-from trio_udpchat._sealed import Encoder, open_frame_untrusted, prove, sealing
+from trio_udpchat._sealed import CLEAR, Encoder, open_frame_untrusted, prove, sealing
 from trio_udpchat._wire import SEALED, Challenge, Denied, Frame, frame_type
 
 from ._relays import JOIN, JOINED
@@ -198,7 +198,7 @@ class ChatMember:
         if challenge.salt != (b"" if key is None else key.salt):
             raise RuntimeError("the server's passphrase (or lack of one) is not this member's")
         hello = Hello(nonce, challenge.cookie)
-        self._encode: Encoder = encode_frame
+        self._encode: Encoder = CLEAR
         self._read: _Reader = _read_clear
         if key is not None:
             sealer = Sealer(key.key, secrets.randbits)  # one per member, as a client has
@@ -224,7 +224,7 @@ class ChatMember:
 
     def data_frame(self, payload: bytes) -> bytes:
         """The next Data frame of ours, carrying ``payload`` (a chat message)."""
-        frame = self._encode(Data(self.session, self._next_pn(), self.sent_seq % 2**32, 0, payload))
+        frame = self._encode.data(self.session, self._next_pn(), self.sent_seq % 2**32, 0, payload)
         self.sent_seq += 1
         return frame
 
@@ -254,7 +254,7 @@ class ChatMember:
                 self.acked = max(self.acked, number)
         if owed:
             frame = Ack(self.session, self._next_pn(), self.next_seq % 2**32, 0)
-            self.sock.send(self._encode(frame))
+            self.sock.send(self._encode.frame(frame))
         return got
 
 
@@ -310,7 +310,7 @@ class ChatSender(ChatMember):
 
     def _frame(self, index: int) -> bytes:
         seq = (self._first_seq + index) % 2**32
-        return self._encode(Data(self.session, self._next_pn(), seq, 0, self._payloads[index]))
+        return self._encode.data(self.session, self._next_pn(), seq, 0, self._payloads[index])
 
     def send(self, index: int) -> None:
         """Send message ``index``."""

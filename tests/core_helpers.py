@@ -130,7 +130,7 @@ def open_any(data: bytes, key: RoomKey | None = None) -> Frame:
 
 def seal(frame: Frame, key: RoomKey = ROOM_KEY, seed: int = SEED + 3) -> bytes:
     """``frame`` sealed under ``key`` (a fresh sealer each time: nonces differ by seed)."""
-    return sealing(Sealer(key.key, seeded(seed)))(frame)
+    return sealing(Sealer(key.key, seeded(seed))).frame(frame)
 
 
 def make_client(

@@ -10,7 +10,7 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Address, Event, MessageDelivered
 from ._reliable import Message
 from ._rtt import RttEstimator
-from ._sealed import Encoder, open_frame_untrusted, sealing
+from ._sealed import CLEAR, Encoder, open_frame_untrusted, sealing
 from ._session import Session
 from ._stats import StatsSummary, summarize
 from ._wire import (
@@ -48,7 +48,7 @@ class Endpoint:
         #: refused (a room with a passphrase never trusts an unauthenticated one).
         self._key: bytes | None = None
         self._sealed_only = False
-        self._encode: Encoder = encode_frame
+        self._encode: Encoder = CLEAR
         self._data_overhead = DATA_OVERHEAD
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
@@ -124,7 +124,7 @@ class Endpoint:
     def _send_frame(self, frame: Frame, addr: Address) -> None:
         """Send ``frame``: sealed if the room has a key, unless it is a handshake frame."""
         clear = isinstance(frame, HandshakeFrame)
-        self._send(encode_frame(frame) if clear else self._encode(frame), addr)
+        self._send(encode_frame(frame) if clear else self._encode.frame(frame), addr)
 
     @staticmethod
     def _utf8(text: str) -> bytes:

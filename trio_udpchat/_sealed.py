@@ -1,39 +1,76 @@
 """Frames under the room key: sealing, opening, and the proof in a hello.
 
 The layout is in ``_wire``; the cryptography in ``_crypto``. Without a
-passphrase, frames go clear (``encode_frame``) and none of this is used.
+passphrase, frames go clear (:data:`CLEAR`) and none of the rest is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeAlias
+from typing import Final, Protocol
 
 from ._crypto import Sealer, open_untrusted
 from ._errors import RemoteProtocolError
 from ._wire import (
     HEADER_SIZE,
+    Data,
     Frame,
     Hello,
     check_sealed_header_untrusted,
     decode_inner_untrusted,
+    encode_data,
     encode_frame,
     encode_inner,
     sealed_header,
 )
 
-#: Turns a frame into the bytes that go out (clear, or sealed under a key).
-Encoder: TypeAlias = Callable[[Frame], bytes]
+
+class Encoder(Protocol):
+    """Turns frames into the bytes that go out (clear, or sealed under a key)."""
+
+    def frame(self, frame: Frame) -> bytes:
+        """The bytes of ``frame``."""
+        ...
+
+    def data(self, session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
+        """The bytes of a Data frame: the hot path, so no frame object is needed."""
+        ...
+
+
+class _Clear:
+    """Frames as they are, each with its CRC-32."""
+
+    __slots__ = ()
+
+    def frame(self, frame: Frame) -> bytes:
+        return encode_frame(frame)
+
+    def data(self, session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
+        return encode_data(session, pn, seq, flags, payload)
+
+
+#: The encoder without a passphrase.
+CLEAR: Final[Encoder] = _Clear()
+
+
+class _Sealing:
+    """Every frame sealed with one sealer (its nonces never repeat)."""
+
+    __slots__ = ("_header", "_sealer")
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+        self._header = sealed_header()
+
+    def frame(self, frame: Frame) -> bytes:
+        return self._header + self._sealer.seal(self._header, encode_inner(frame))
+
+    def data(self, session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
+        return self.frame(Data(session, pn, seq, flags, payload))
 
 
 def sealing(sealer: Sealer) -> Encoder:
     """An encoder that seals every frame with ``sealer``."""
-    header = sealed_header()
-
-    def seal(frame: Frame) -> bytes:
-        return header + sealer.seal(header, encode_inner(frame))
-
-    return seal
+    return _Sealing(sealer)
 
 
 def open_frame_untrusted(data: bytes, key: bytes) -> Frame:

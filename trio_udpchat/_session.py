@@ -9,8 +9,8 @@ from ._config import Config
 from ._events import Address
 from ._reliable import Message, Receiver, Sender, expand_u32
 from ._replay import ReplayWindow
-from ._sealed import Encoder
-from ._wire import DATA_OVERHEAD, Ack, Bye, Data, SessionFrame, encode_frame
+from ._sealed import CLEAR, Encoder
+from ._wire import DATA_OVERHEAD, Ack, Bye, Data, SessionFrame
 
 
 @dataclass(slots=True)
@@ -55,7 +55,7 @@ class Session:
         config: Config,
         now: float,
         stats: Counter[str],
-        encode: Encoder = encode_frame,
+        encode: Encoder = CLEAR,
         data_overhead: int = DATA_OVERHEAD,
     ) -> None:
         self.id = session_id
@@ -105,13 +105,13 @@ class Session:
     def datagrams(self, now: float) -> list[bytes]:
         """Everything this session should send now: due data, then an ack if one is owed."""
         out = [
-            self._encode(Data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload))
+            self._encode.data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload)
             for p in self.sender.transmit(now)
         ]
         if self._ack_due:
             self._ack_due = False
             next_seq, bitmap = self.receiver.ack_fields()
-            out.append(self._encode(Ack(self.id, self._pn(), next_seq, bitmap)))
+            out.append(self._encode.frame(Ack(self.id, self._pn(), next_seq, bitmap)))
         if out:
             self.last_sent = now
         return out
@@ -119,7 +119,7 @@ class Session:
     def bye(self) -> bytes:
         """The goodbye frame, with a last cumulative ack."""
         next_seq, _ = self.receiver.ack_fields()
-        return self._encode(Bye(self.id, self._pn(), next_seq))
+        return self._encode.frame(Bye(self.id, self._pn(), next_seq))
 
     def _pn(self) -> int:
         pn = self._next_pn % 2**32
