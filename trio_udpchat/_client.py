@@ -161,8 +161,6 @@ class ClientCore(Endpoint):
         super().__init__(config or Config())
         self.server = server
         self.plain = plain
-        #: We have a passphrase: the server must have one too, and frames go sealed.
-        self.keyed = keyed
         self._sealed_only = keyed
         self._cookie = NO_COOKIE
         self._salt = b""  # the salt the server gave, and whose key we have or await
@@ -305,6 +303,11 @@ class ClientCore(Endpoint):
             self._emit(NotDelivered(text, "the server never answered"))
         self._queue.clear()
         self.state = "closed"
+
+    @property
+    def keyed(self) -> bool:
+        """We have a passphrase: the server must have one too, and frames go sealed."""
+        return self._sealed_only
 
     def pending(self) -> list[str]:
         """Texts typed but not yet acknowledged by the server, oldest first."""
