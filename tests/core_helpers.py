@@ -140,9 +140,13 @@ def make_client(
     seed: int = SEED,
     name: str = "",
     keyed: bool = False,
+    token: int = 0,
 ) -> ClientCore:
-    """A seeded client core of the server at ``SERVER`` (``keyed``: it has a passphrase)."""
-    return ClientCore(SERVER, config, plain=plain, name=name, randbits=seeded(seed), keyed=keyed)
+    """A seeded client core of the server at ``SERVER`` (``keyed``: it has a passphrase;
+    ``token``: what its joins carry, none by default)."""
+    return ClientCore(
+        SERVER, config, plain=plain, name=name, randbits=seeded(seed), keyed=keyed, token=token
+    )
 
 
 # -- chat payloads ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from trio_udpchat._chat import (
     ChatMessage,
     Join,
     Named,
+    Notice,
     Presence,
     PresenceKind,
     Quit,
@@ -58,15 +59,22 @@ CODES = {
     Roster: 0x22,
     Refused: 0x23,
     Named: 0x24,
+    Notice: 0x25,
 }
 
 # Strings are a u32 length then UTF-8: "alice" 61 6c 69 63 65, "bob" 62 6f 62, "hi" 68 69,
 # "é" c3 a9, "🎉" f0 9f 8e 89. Times are big-endian IEEE 754 doubles: 0.5 3fe0.., 1.5 3ff8..,
 # 2.0 4000.., -2.0 c000.., 1_700_000_000.0 = 0x6553f100 = 1.58... * 2**30: 41d9 54fc 4000 0000.
 GOLDEN: list[tuple[ChatMessage, str]] = [
-    (Join("alice"), "10  00 00 00 05  61 6c 69 63 65  bf f0 00 00 00 00 00 00"),
-    (Join("", since=0.0), "10  00 00 00 00  00 00 00 00 00 00 00 00"),
-    (Join("bob", since=1.5), "10  00 00 00 03  62 6f 62  3f f8 00 00 00 00 00 00"),
+    (
+        Join("alice"),
+        "10  00 00 00 05  61 6c 69 63 65  bf f0 00 00 00 00 00 00  00 00 00 00 00 00 00 00",
+    ),
+    (Join("", since=0.0), "10  00 00 00 00  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00"),
+    (
+        Join("bob", since=1.5, token=2**64 - 2),
+        "10  00 00 00 03  62 6f 62  3f f8 00 00 00 00 00 00  ff ff ff ff ff ff ff fe",
+    ),
     (Say("hi"), "11  00 00 00 02  68 69"),
     (Say("é🎉"), "11  00 00 00 06  c3 a9 f0 9f 8e 89"),
     (Act("waves"), "12  00 00 00 05  77 61 76 65 73"),
@@ -109,17 +117,18 @@ GOLDEN: list[tuple[ChatMessage, str]] = [
     (Roster(()), "22  00 00"),
     (
         # idle 70000 = 0x00011170
-        Roster((RosterEntry("server", 3, operator=True), RosterEntry("alice", 70000))),
-        "22  00 02  00 00 00 06  73 65 72 76 65 72  00 00 00 03  01"
-        "  00 00 00 05  61 6c 69 63 65  00 01 11 70  00",
+        Roster((RosterEntry("server", 3, operator=True), RosterEntry("alice", 70000, server="h"))),
+        "22  00 02  00 00 00 06  73 65 72 76 65 72  00 00 00 03  01  00 00 00 00"
+        "  00 00 00 05  61 6c 69 63 65  00 01 11 70  00  00 00 00 01  68",
     ),
-    (Roster((RosterEntry("", U32_MAX),)), "22  00 01  00 00 00 00  ff ff ff ff  00"),
+    (Roster((RosterEntry("", U32_MAX),)), "22  00 01  00 00 00 00  ff ff ff ff  00  00 00 00 00"),
     (Refused(RefusedWhy.NAME, "no"), "23  00  00 00 00 02  6e 6f"),
     (Refused(RefusedWhy.ROOM_FULL, "full"), "23  01  00 00 00 04  66 75 6c 6c"),
     (Refused(RefusedWhy.SLOW_DOWN, ""), "23  02  00 00 00 00"),
     (Refused(RefusedWhy.NO_SUCH_MEMBER, "?"), "23  03  00 00 00 01  3f"),
     (Refused(RefusedWhy.OTHER, "x"), "23  04  00 00 00 01  78"),
     (Named("🎉"), "24  00 00 00 04  f0 9f 8e 89"),
+    (Notice("link lost"), "25  00 00 00 09  6c 69 6e 6b 20 6c 6f 73 74"),
 ]
 
 
@@ -148,7 +157,7 @@ def test_golden_decode(message: ChatMessage, golden: str) -> None:
 )
 def test_roster_idle_is_clamped_to_u32(idle: int, wire: str) -> None:
     data = encode_chat(Roster((RosterEntry("a", idle),)))
-    assert data == bytes.fromhex(f"22  00 01  00 00 00 01  61  {wire}  00")
+    assert data == bytes.fromhex(f"22  00 01  00 00 00 01  61  {wire}  00  00 00 00 00")
 
 
 def test_text_that_is_not_utf8_encodable_is_our_error() -> None:
@@ -183,13 +192,16 @@ NEG_INF = "ff f0 00 00 00 00 00 00"
         pytest.param("", "chat-truncated", "truncated", id="empty"),
         pytest.param("15 00", "chat-malformed", "trailing", id="trailing-askwho"),
         pytest.param(
-            "10 00 00 00 01 61" + " 00" * 9, "chat-malformed", "trailing", id="trailing-join"
+            "10 00 00 00 01 61" + " 00" * 17, "chat-malformed", "trailing", id="trailing-join"
         ),
         pytest.param("10 00 00 00 01 61", "chat-truncated", "truncated", id="join-no-since"),
         pytest.param("22 00 00 ff", "chat-malformed", "trailing", id="trailing-roster"),
         pytest.param("00", "chat-type", "unknown", id="kind-00"),
         pytest.param("17 00 00 00 00", "chat-type", "0x17", id="kind-17"),
-        pytest.param("25", "chat-type", "0x25", id="kind-25"),
+        pytest.param("26", "chat-type", "0x26", id="kind-26"),
+        pytest.param(
+            "10 00 00 00 01 61" + " 00" * 8, "chat-truncated", "truncated", id="join-no-token"
+        ),
         pytest.param("ff", "chat-type", "0xff", id="kind-ff"),
         pytest.param(
             "20 00000001 61 00000001 62 3ff8000000000000 04 00",
@@ -252,7 +264,7 @@ def test_bad_bytes_are_rejected_with_a_reason(data: str, reason: str, words: str
 texts = st.text(max_size=20)
 times = st.floats(allow_nan=False, allow_infinity=False)
 messages: st.SearchStrategy[ChatMessage] = st.one_of(
-    st.builds(Join, texts),
+    st.builds(Join, texts, times, st.integers(0, 2**64 - 1)),
     st.builds(Say, texts),
     st.builds(Act, texts),
     st.builds(Whisper, texts, texts),
@@ -264,11 +276,13 @@ messages: st.SearchStrategy[ChatMessage] = st.one_of(
     st.builds(
         Roster,
         st.lists(
-            st.builds(RosterEntry, texts, st.integers(0, U32_MAX), st.booleans()), max_size=5
+            st.builds(RosterEntry, texts, st.integers(0, U32_MAX), st.booleans(), texts),
+            max_size=5,
         ).map(tuple),
     ),
     st.builds(Refused, st.sampled_from(RefusedWhy), texts),
     st.builds(Named, texts),
+    st.builds(Notice, texts),
 )
 
 

@@ -784,8 +784,8 @@ def test_plain_mode_refused_then_answered() -> None:
 
 def test_stats_count_bytes_and_datagrams() -> None:
     # Sizes with the 4-byte CRC trailer each frame ends in; a Data frame is 24 bytes
-    # and its chat payload: Join("") 13, Say("abc") 8, the reply Said("server", "de") 27.
-    client = connected()  # hello 31 out, welcome 27 in, join 37 out, its ack 31 in
+    # and its chat payload: Join("") 21, Say("abc") 8, the reply Said("server", "de") 27.
+    client = connected()  # hello 31 out, welcome 27 in, join 45 out, its ack 31 in
     client.send_text("abc", now=1.0)
     drain(client, 1.0)  # data 32 out
     feed(client, data(1, 0, "de"), SERVER, 1.5)  # 51 in
@@ -793,7 +793,7 @@ def test_stats_count_bytes_and_datagrams() -> None:
     client.close(now=1.8)
     drain(client, 1.8)  # bye 23 out
     stats = client.stats
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (5, 31 + 37 + 32 + 31 + 23)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (5, 31 + 45 + 32 + 31 + 23)
     assert (stats["datagrams_in"], stats["bytes_in"]) == (3, 27 + 31 + 51)
 
 
@@ -1106,7 +1106,7 @@ def test_presence_roster_and_refusals_become_events() -> None:
         PresenceNoticed("joined", "bob", "", 1.0),
         PresenceNoticed("left", "bob", "quit", 2.0),
         PresenceNoticed("renamed", "carol", "caz", 3.0),
-        WhoListed(((OPERATOR, 5, True), ("caz", 0, False))),
+        WhoListed(((OPERATOR, 5, True, ""), ("caz", 0, False, ""))),
         RequestRefused("no one here is called 'dave'"),
         RequestRefused("slow down"),
     ]

@@ -748,7 +748,9 @@ def test_external_bus_holds_presence_until_applied() -> None:
     room.local_bus = False
     room.join(3, addr(3), "carol", 1.0)
     assert room.take_deliveries() == [(3, Named("carol"))]  # to the joiner at once
-    assert room.outbox == [RoomPresence(3, PresenceKind.JOINED, "carol", "", WALL + 1.0, crowd=3)]
+    assert room.outbox == [
+        RoomPresence(3, PresenceKind.JOINED, "carol", "", WALL + 1.0, crowd=3, owner="m:/3")
+    ]
     drain(room)
     notice = Presence(PresenceKind.JOINED, "carol", "", WALL + 1.0)
     assert room.take_deliveries() == [(1, notice), (2, notice)]

@@ -272,9 +272,9 @@ async def test_who_lists_the_operator_first_then_every_member() -> None:
         room.operator.enter("/who")
         operator_listed = await room.operator.wait_for(WhoListed)
     for who in [*listed, operator_listed]:
-        assert [name for name, _, _ in who.entries] == expected
-        assert [operator for _, _, operator in who.entries] == [True, False, False, False]
-        assert all(idle >= 0 for _, idle, _ in who.entries)
+        assert [name for name, _, _, _ in who.entries] == expected
+        assert [operator for _, _, operator, _ in who.entries] == [True, False, False, False]
+        assert all(idle >= 0 for _, idle, _, _ in who.entries)
     line = render(operator_listed, "server") or ""
     assert line.startswith("*** 4 here: op (operator, idle ")
     assert re.search(r"alice \(idle \d+s\), Bob \(idle \d+s\), carol \(idle \d+s\)$", line)

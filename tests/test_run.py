@@ -35,7 +35,7 @@ from trio_udpchat import (
     run_server,
 )
 from trio_udpchat._render import render
-from trio_udpchat._wire import Data, Hello
+from trio_udpchat._wire import MAGIC, VERSION, Data, Hello
 
 LOOPBACK = "127.0.0.1"
 
@@ -186,8 +186,8 @@ async def test_plain_text_peer_and_garbage_against_the_server() -> None:
         server, address = await start_server(nursery, core=core)
         with udp_socket() as peer:
             await peer.bind((LOOPBACK, 0))
-            await peer.sendto(b"\xf9\x02\x03short", address)  # a frame with a bad checksum
-            await peer.sendto(b"\xf9\x07\x01" + bytes(12), address)  # an unknown version
+            await peer.sendto(bytes([MAGIC, VERSION, 3]) + b"short", address)  # a bad checksum
+            await peer.sendto(bytes([MAGIC, 7, 1]) + bytes(12), address)  # an unknown version
             await peer.sendto(b"one\ntwo\n", address)
             await server.wait_for(MessageReceived, lambda e: e.text == "two")
             server.enter("got it")

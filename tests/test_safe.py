@@ -30,6 +30,7 @@ from trio_udpchat._events import (
     PresenceNoticed,
     RequestRefused,
     RoomMessage,
+    RoomNotice,
     WhoListed,
 )
 from trio_udpchat._plaintext import plain_line
@@ -147,10 +148,11 @@ events: st.SearchStrategy[Event] = st.one_of(
     ),
     st.builds(
         WhoListed,
-        st.lists(st.tuples(hostile, st.integers(0, 2**32 - 1), st.booleans()), max_size=4).map(
-            tuple
-        ),
+        st.lists(
+            st.tuples(hostile, st.integers(0, 2**32 - 1), st.booleans(), hostile), max_size=4
+        ).map(tuple),
     ),
+    st.builds(RoomNotice, hostile),
     st.builds(RequestRefused, hostile),
     st.builds(NameAssigned, hostile),
     st.builds(MessageReceived, st.just(("192.0.2.1", 40000)), hostile),
@@ -181,8 +183,8 @@ def test_rendered_lines_hold_no_unsafe_character(event: Event, role: Role) -> No
             "--- a is now known as b\\u202ec",
         ),
         (
-            WhoListed((("server", 5, True), ("e\x1bvil", 130, False))),
-            "*** 2 here: server (operator, idle 5s), e\\x1bvil (idle 2m)",
+            WhoListed((("server", 5, True, ""), ("e\x1bvil", 130, False, "h\x1b:1"))),
+            "*** 2 here: server (operator, idle 5s), e\\x1bvil (idle 2m, on h\\x1b:1)",
         ),
         (RequestRefused("no \x07bell"), "! no \\x07bell"),
         (NameAssigned("z\u200dw"), "*** you are now known as z\\u200dw"),

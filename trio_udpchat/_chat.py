@@ -6,9 +6,14 @@ server's clock; clients show them in local time)::
 
     kind                     code  fields
     client to server
-      Join                   0x10  name str, since f64    first message of a session;
-                                                          history newer than ``since``
-                                                          only (negative: all of it)
+      Join                   0x10  name str, since f64,   first message of a session;
+                                   token u64              history newer than ``since``
+                                                          only (negative: all of it);
+                                                          token: the same for every
+                                                          session of one client run
+                                                          (0: none), so a client that
+                                                          moves between servers of one
+                                                          room keeps its name quietly
       Say                    0x11  text str               to the room
       Act                    0x12  text str               /me
       Whisper                0x13  to str, text str       /msg
@@ -21,12 +26,15 @@ server's clock; clients show them in local time)::
                                    history u8             to you; history 1: a replay
       Presence               0x21  what u8, name str,     0 joined, 1 left, 2 renamed
                                    detail str, time f64   (detail: reason, or the new name)
-      Roster                 0x22  count u16, then each:  /who; idle in seconds, u32
-                                   name str, idle u32,
-                                   operator u8
+      Roster                 0x22  count u16, then each:  /who; idle in seconds, u32;
+                                   name str, idle u32,    server: where the member is
+                                   operator u8,           when the room spans servers
+                                   server str             (empty: the one you are on)
       Refused                0x23  why u8, text str       0 name, 1 room full, 2 slow down,
                                                           3 no such member, 4 other
       Named                  0x24  name str               your name in the room is now this
+      Notice                 0x25  text str               news about the room itself (the
+                                                          link to other servers)
 
 Anything else, or trailing bytes, is a :class:`RemoteProtocolError`.
 """
@@ -46,6 +54,7 @@ _U8: Final = struct.Struct("!B")
 _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
 _F64: Final = struct.Struct("!d")
+_U64: Final = struct.Struct("!Q")
 
 
 class SaidKind(IntEnum):
@@ -82,6 +91,7 @@ class Join:
 
     name: str
     since: float = -1.0
+    token: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,7 @@ class RosterEntry:
     name: str
     idle: int
     operator: bool = False
+    server: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +188,15 @@ class Named:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Server: news about the room itself, such as the link to other servers."""
+
+    text: str
+
+
 ClientMessage: TypeAlias = Join | Say | Act | Whisper | Rename | AskWho | Quit
-ServerMessage: TypeAlias = Said | Presence | Roster | Refused | Named
+ServerMessage: TypeAlias = Said | Presence | Roster | Refused | Named | Notice
 ChatMessage: TypeAlias = ClientMessage | ServerMessage
 
 _CODES: Final[dict[type[ChatMessage], int]] = {
@@ -194,6 +212,7 @@ _CODES: Final[dict[type[ChatMessage], int]] = {
     Roster: 0x22,
     Refused: 0x23,
     Named: 0x24,
+    Notice: 0x25,
 }
 
 
@@ -215,11 +234,13 @@ def encode_chat(message: ChatMessage) -> bytes:
     """The bytes of ``message``. Raises :class:`LocalProtocolError` on bad fields."""
     parts = [_U8.pack(_CODES[type(message)])]
     match message:
-        case Join(name=name, since=since):
-            parts += [_str(name), _time(since)]
+        case Join(name=name, since=since, token=token):
+            if not 0 <= token < 2**64:
+                raise LocalProtocolError(f"token {token} does not fit 64 bits")
+            parts += [_str(name), _time(since), _U64.pack(token)]
         case Say(text=text) | Act(text=text) | Rename(name=text):
             parts.append(_str(text))
-        case Quit(reason=text) | Named(name=text):
+        case Quit(reason=text) | Named(name=text) | Notice(text=text):
             parts.append(_str(text))
         case Whisper(to=to, text=text):
             parts += [_str(to), _str(text)]
@@ -237,6 +258,7 @@ def encode_chat(message: ChatMessage) -> bytes:
             for entry in entries:
                 idle = min(max(entry.idle, 0), 2**32 - 1)
                 parts += [_str(entry.name), _U32.pack(idle), _U8.pack(entry.operator)]
+                parts.append(_str(entry.server))
         case Refused(why=why, text=text):
             parts += [_U8.pack(why), _str(text)]
     return b"".join(parts)
@@ -267,6 +289,9 @@ class _Reader:
 
     def u32(self) -> int:
         return int(_U32.unpack(self._take(4))[0])
+
+    def u64(self) -> int:
+        return int(_U64.unpack(self._take(8))[0])
 
     def f64(self) -> float:
         (value,) = _F64.unpack(self._take(8))
@@ -307,7 +332,7 @@ def decode_chat_untrusted(data: bytes) -> ChatMessage:
     code = read.u8()
     message: ChatMessage
     if code == 0x10:
-        message = Join(read.str(), read.f64())
+        message = Join(read.str(), read.f64(), read.u64())
     elif code == 0x11:
         message = Say(read.str())
     elif code == 0x12:
@@ -328,12 +353,16 @@ def decode_chat_untrusted(data: bytes) -> ChatMessage:
     elif code == 0x22:
         count = read.u16()
         message = Roster(
-            tuple(RosterEntry(read.str(), read.u32(), read.flag()) for _ in range(count))
+            tuple(
+                RosterEntry(read.str(), read.u32(), read.flag(), read.str()) for _ in range(count)
+            )
         )
     elif code == 0x23:
         message = Refused(read.enum(RefusedWhy), read.str())
     elif code == 0x24:
         message = Named(read.str())
+    elif code == 0x25:
+        message = Notice(read.str())
     else:
         raise RemoteProtocolError(f"unknown chat message {code:#04x}", reason="chat-type")
     read.done()

@@ -24,6 +24,7 @@ from ._chat import (
     ClientMessage,
     Join,
     Named,
+    Notice,
     Presence,
     Refused,
     RefusedWhy,
@@ -49,6 +50,7 @@ from ._events import (
     PresenceNoticed,
     RequestRefused,
     RoomMessage,
+    RoomNotice,
     ServerAnswered,
     ServerRefused,
     ServerSilent,
@@ -157,6 +159,7 @@ class ClientCore(Endpoint):
         name: str = "",
         randbits: Callable[[int], int] = secrets.randbits,
         keyed: bool = False,
+        token: int | None = None,
     ) -> None:
         super().__init__(config or Config())
         self.server = server
@@ -175,6 +178,10 @@ class ClientCore(Endpoint):
         self._renaming = False
         self._seen = -1.0  # the time of the newest message seen (-1: none), for a rejoin
         self._randbits = randbits
+        #: The same in every join of this run, so a room spanning servers knows us
+        #: when we land on another one (never 0, which means "none"). Not drawn
+        #: from ``randbits``, whose sequence the tests follow.
+        self.token = token if token is not None else secrets.randbits(64) or 1
         self.state: State = "connected" if plain else "idle"
         self._style = PlainStyle()
         self._session: Session | None = None
@@ -426,7 +433,10 @@ class ClientCore(Endpoint):
             case Presence(what=what, name=name, detail=detail, time=time):
                 self._emit(PresenceNoticed(PRESENCE[what], name, detail, time))
             case Roster(entries=entries):
-                self._emit(WhoListed(tuple((e.name, e.idle, e.operator) for e in entries)))
+                listed = tuple((e.name, e.idle, e.operator, e.server) for e in entries)
+                self._emit(WhoListed(listed))
+            case Notice(text=text):
+                self._emit(RoomNotice(text))
             case Refused(why=RefusedWhy.ROOM_FULL, text=text):
                 self.refusal = text
             case Refused(why=why, text=text):
@@ -523,7 +533,7 @@ class ClientCore(Endpoint):
         self._emit(SessionStarted(self.server, reconnect=self._had_session))
         self._had_session = True
         self._answered()
-        session.send(None, encode_chat(Join(self.name, self._seen)))
+        session.send(None, encode_chat(Join(self.name, self._seen, self.token)))
         queued, self._queue = self._queue, deque()
         for text, payload in queued:
             if session.send(text, payload) is None:

@@ -83,6 +83,13 @@ class Config:
     #: Room messages kept for members who join, by count and by bytes of text.
     history_count: int = 100
     history_bytes: int = 65536
+    #: With a bus joining servers into one room: how long a published event may
+    #: take to come back before the link counts as lost (local chat goes on
+    #: meanwhile), how long the bus lists a member unless its server renews it,
+    #: and how often the server does.
+    bus_timeout: float = 1.0
+    presence_ttl: float = 60.0
+    presence_refresh: float = 20.0
     #: A plain-text peer (it has no session to expire) leaves the room after this.
     plain_expiry: float = 600.0
     #: A plain-text peer cannot prove its address: it gets at most this many times

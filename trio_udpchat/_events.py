@@ -157,9 +157,17 @@ class PresenceNoticed:
 
 @dataclass(frozen=True, slots=True)
 class WhoListed:
-    """The answer to /who: ``(name, idle seconds, is the operator)`` for each."""
+    """The answer to /who: ``(name, idle seconds, is the operator, server)`` for each;
+    the server is empty for this one (it is named when the room spans servers)."""
 
-    entries: tuple[tuple[str, int, bool], ...]
+    entries: tuple[tuple[str, int, bool, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomNotice:
+    """News about the room itself, such as the link to other servers being lost."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,7 @@ Event: TypeAlias = (
     | RoomMessage
     | PresenceNoticed
     | WhoListed
+    | RoomNotice
     | RequestRefused
     | NameAssigned
     | PendingListed

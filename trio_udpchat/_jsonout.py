@@ -30,6 +30,7 @@ from ._events import (
     PeerMoved,
     PresenceNoticed,
     RoomMessage,
+    RoomNotice,
     ServerAnswered,
     ServerRefused,
     ServerSilent,
@@ -108,10 +109,12 @@ def _fields(event: Event, role: Role) -> dict[str, Any] | None:
             }
         case NameAssigned(name=name):
             return {"type": "name", "name": name}
+        case RoomNotice(text=text):
+            return {"type": "notice", "text": text}
         case WhoListed(entries=entries):
             members = [
-                {"name": name, "idle": idle, "operator": operator}
-                for name, idle, operator in entries
+                {"name": name, "idle": idle, "operator": operator, "server": server}
+                for name, idle, operator, server in entries
             ]
             return {"type": "who", "members": members}
         case StatsListed(summary=summary):

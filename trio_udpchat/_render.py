@@ -27,6 +27,7 @@ from ._events import (
     PresenceNoticed,
     RequestRefused,
     RoomMessage,
+    RoomNotice,
     ServerAnswered,
     ServerRefused,
     ServerSilent,
@@ -211,10 +212,13 @@ def _line(event: Event, role: Role, *, receipts: bool, status: bool) -> str | No
             return f"! {hint}"
         case WhoListed(entries=entries):
             here = ", ".join(
-                f"{visible(name)} ({'operator, ' if operator else ''}idle {_duration(idle)})"
-                for name, idle, operator in entries
+                f"{visible(name)} ({'operator, ' if operator else ''}idle {_duration(idle)}"
+                f"{f', on {visible(server)}' if server else ''})"
+                for name, idle, operator, server in entries
             )
             return f"*** {len(entries)} here: {here}"
+        case RoomNotice(text=text):
+            return f"*** {visible(text)}"
         case RequestRefused(text=text):
             return f"! {visible(text)}"
         case NameAssigned(name=name):

@@ -4,8 +4,10 @@ Sans-IO like the rest of the core. Members are framed clients (keyed by their
 session id) and plain-text peers (keyed by their address); the operator takes
 part under its own name. What happens in the room (a message, a join, a
 leave, a rename) is *published* as a :data:`RoomEvent` and *applied* when it
-comes back: with the built-in local bus it comes back at once, and a bus
-spanning several servers can take its place (:meth:`Room.apply` is the entry).
+comes back: with the built-in local bus it comes back at once. When a bus
+joins servers into one room (``_roombus``), events wait in :attr:`Room.outbox`
+for it, come back in the bus's order to every server (:meth:`Room.apply`), and
+the room also knows the members other servers hold (:attr:`Room.remote`).
 
 While the room holds at most one member it is a classic one-to-one chat: the
 operator sees the classic lines and no presence notices.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
+from zlib import crc32
 
 from ._budget import TokenBucket
 from ._chat import (
@@ -24,6 +27,7 @@ from ._chat import (
     ClientMessage,
     Join,
     Named,
+    Notice,
     Presence,
     PresenceKind,
     Quit,
@@ -46,11 +50,13 @@ from ._events import (
     MessageReceived,
     PresenceNoticed,
     RoomMessage,
+    RoomNotice,
 )
 from ._names import address_name, name_key, name_problem, suggest
 
-#: A member's key: its session id, or for a plain-text peer its address.
-MemberId: TypeAlias = int | tuple[Any, ...]
+#: A member's key: its session id, or for a plain-text peer its address; a member
+#: of another server is known by its bus-wide key, ``"server/local-id"``.
+MemberId: TypeAlias = int | tuple[Any, ...] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +82,45 @@ class RoomPresence:
     #: The room's size before or after the change, whichever is larger: the
     #: operator hears of it unless the room was and is a one-to-one chat.
     crowd: int = 2
+    #: Who holds the name across servers (see :meth:`Member.owner`).
+    owner: str = ""
+    #: A member that moved between servers of the room: nobody is told.
+    quiet: bool = False
 
 
-RoomEvent: TypeAlias = RoomSaid | RoomPresence
+@dataclass(frozen=True, slots=True)
+class RoomWhisper:
+    """Sent to one server: ``name`` said ``text`` privately to its member ``to``."""
+
+    to: str
+    name: str
+    text: str
+    time: float
+
+
+RoomEvent: TypeAlias = RoomSaid | RoomPresence | RoomWhisper
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The server an event comes from, as the bus names it and as people see it."""
+
+    server: str
+    label: str
+
+
+@dataclass(slots=True)
+class Remote:
+    """A member another server holds."""
+
+    key: str
+    name: str
+    origin: Origin
+    owner: str
+    last_spoke: float
+    #: Since when (monotonic) the bus's presence list has not had this member.
+    missing_since: float | None = None
+
 
 #: How events name the kinds of things said and of presence changes.
 KINDS: Final = {
@@ -104,6 +146,20 @@ class Member:
     plain: bool
     last_spoke: float
     bucket: TokenBucket
+    #: The client's token (the same in every session of one client run; 0: none).
+    token: int = 0
+
+    def owner(self, key: str) -> str:
+        """Who holds this member's name across servers: its client, if it has a token
+        (so it keeps the name when it lands on another server), else its key."""
+        return f"t:{self.token:016x}" if self.token else f"m:{key}"
+
+
+def local_text(member_id: MemberId) -> str:
+    """A local member id as text, for its bus-wide key."""
+    if isinstance(member_id, tuple):
+        return f"{member_id[0]}:{member_id[1]}"
+    return str(member_id)
 
 
 class Room:
@@ -125,6 +181,13 @@ class Room:
         #: With an external bus, published events wait here for it; see :meth:`apply`.
         self.outbox: list[RoomEvent] = []
         self.local_bus = True
+        #: This server's id on the bus, and whether the bus reaches the other servers.
+        self.server_id = ""
+        self.linked = False
+        #: Members other servers hold, by key, and their names.
+        self.remote: dict[str, Remote] = {}
+        self._remote_names: dict[str, str] = {}
+        self._evicted: list[MemberId] = []
 
     # -- outputs -----------------------------------------------------------------
 
@@ -138,12 +201,25 @@ class Room:
         out, self._events = self._events, []
         return out
 
+    def take_evicted(self) -> list[MemberId]:
+        """Members that moved to another server of the room: end their sessions quietly."""
+        out, self._evicted = self._evicted, []
+        return out
+
     # -- membership -----------------------------------------------------------------
 
-    def taken(self, name: str) -> bool:
-        """Whether ``name`` clashes with a member's or the operator's."""
+    def taken(self, name: str, owner: str = "") -> bool:
+        """Whether ``name`` clashes with a member's (here or on another server, unless
+        ``owner`` holds it there) or the operator's."""
         key = name_key(name)
+        holder = self.remote.get(self._remote_names.get(key, ""))
+        if holder is not None and (not owner or holder.owner != owner):
+            return True
         return key in self._by_name or key == name_key(self.operator)
+
+    def key_of(self, member_id: MemberId) -> str:
+        """A local member's key on the bus."""
+        return f"{self.server_id}/{local_text(member_id)}"
 
     def join(
         self,
@@ -154,11 +230,13 @@ class Room:
         *,
         plain: bool = False,
         since: float = -1.0,
+        token: int = 0,
     ) -> bool:
         """Add a member asking to be called ``wanted``; ``False`` if the room is full.
 
         A framed member gets the history newer than ``since`` (a rejoin after a
-        reconnect has seen the rest).
+        reconnect has seen the rest). A ``token`` that another server's member
+        holds is that client moving here: it keeps its name, and nobody is told.
         """
         if self._started is None:
             self._started = now
@@ -166,19 +244,17 @@ class Room:
             return True
         if len(self.members) >= self.config.max_clients:
             return False
-        fallback = self._free_address_name(address)
-        name = fallback
-        problem = None if not wanted else self._name_problem(wanted)
+        bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, now)
+        member = Member(member_id, "", address, plain, now, bucket, token)
+        owner = member.owner(self.key_of(member_id))
+        moved = self._holder(owner)
+        if moved is not None and not wanted:
+            wanted = moved.name
+        name = self._free_address_name(address)
+        problem = None if not wanted else self._name_problem(wanted, owner)
         if wanted and problem is None:
             name = wanted
-        member = Member(
-            member_id,
-            name,
-            address,
-            plain,
-            now,
-            TokenBucket(self.config.rate_limit, self.config.rate_burst, now),
-        )
+        member.name = name
         self.members[member_id] = member
         self._by_name[name_key(name)] = member_id
         if problem is not None:
@@ -188,9 +264,18 @@ class Room:
             for said in self._history:
                 if said.time > since:
                     self._deliver(member_id, said)
-        crowd = len(self.members)
+        joined = PresenceKind.JOINED
         self._publish(
-            RoomPresence(member_id, PresenceKind.JOINED, name, "", self._wall(now), crowd)
+            RoomPresence(
+                member_id,
+                joined,
+                name,
+                "",
+                self._wall(now),
+                self._crowd(),
+                owner,
+                moved is not None,
+            )
         )
         return True
 
@@ -200,9 +285,11 @@ class Room:
         if member is None:
             return
         del self._by_name[name_key(member.name)]
-        crowd = len(self.members) + 1
+        crowd = self._crowd() + 1
+        owner = member.owner(self.key_of(member_id))
+        left = PresenceKind.LEFT
         self._publish(
-            RoomPresence(member_id, PresenceKind.LEFT, member.name, reason, self._wall(now), crowd)
+            RoomPresence(member_id, left, member.name, reason, self._wall(now), crowd, owner)
         )
 
     def moved(self, member_id: MemberId, address: Address) -> None:
@@ -286,11 +373,18 @@ class Room:
         if spoke is None:
             spoke = now if self._started is None else self._started
         entries = [RosterEntry(self.operator, int(now - spoke), operator=True)]
-        entries += [
+        others = [
             RosterEntry(member.name, int(now - member.last_spoke))
-            for member in sorted(self.members.values(), key=lambda m: name_key(m.name))
+            for member in self.members.values()
         ]
-        return Roster(tuple(entries))
+        wall = self._wall(now)
+        others += [
+            RosterEntry(
+                remote.name, int(max(wall - remote.last_spoke, 0)), server=remote.origin.label
+            )
+            for remote in self.remote.values()
+        ]
+        return Roster((*entries, *sorted(others, key=lambda entry: name_key(entry.name))))
 
     def name_of(self, member_id: MemberId) -> str | None:
         """The name of a member, if it is one."""
@@ -299,8 +393,9 @@ class Room:
 
     # -- the bus -------------------------------------------------------------------
 
-    def apply(self, event: RoomEvent) -> None:
-        """Deliver a published event to the local members and the operator."""
+    def apply(self, event: RoomEvent, origin: Origin | None = None) -> None:
+        """Deliver a published event to the local members and the operator;
+        ``origin``: the other server it comes from (``None``: this one)."""
         match event:
             case RoomSaid(sender=sender, name=name, text=text, time=time, kind=kind):
                 said = Said(name, text, time, kind)
@@ -308,18 +403,169 @@ class Room:
                 for member_id in self.members:
                     if member_id != sender:
                         self._deliver(member_id, said)
+                if origin is not None:
+                    remote = self.remote.get(str(sender))
+                    if remote is not None:
+                        remote.last_spoke = time
+                    self._events.append(RoomMessage(name, text, time, KINDS[kind], None))
+                    return
                 member = self.members.get(sender) if sender is not None else None
                 if member is not None:
                     self._show_operator(member, text, time, kind)
-            case RoomPresence(subject=subject, what=what, name=name, detail=detail, time=time):
-                presence = Presence(what, name, detail, time)
-                for member_id in self.members:
-                    if member_id != subject:
-                        self._deliver(member_id, presence)
-                if event.crowd >= 2:
-                    self._events.append(PresenceNoticed(PRESENCE[what], name, detail, time))
+            case RoomPresence():
+                self._apply_presence(event, origin)
+            case RoomWhisper(to=to, name=name, text=text, time=time):
+                target = self._local_id(to)
+                if target is not None:
+                    self._deliver(target, Said(name, text, time, SaidKind.PRIVATE))
+
+    def remember(self, event: RoomEvent) -> None:
+        """Keep ``event`` in the history without delivering it (the bus's history, read
+        when this server starts)."""
+        if isinstance(event, RoomSaid):
+            self._remember(Said(event.name, event.text, event.time, event.kind))
+
+    def forget_history(self) -> None:
+        """The bus lost the shared history: start a new one."""
+        self._history.clear()
+        self._history_bytes = 0
+
+    def notice(self, text: str) -> None:
+        """Tell every local member and the operator ``text`` about the room itself."""
+        for member_id in self.members:
+            self._deliver(member_id, Notice(text))
+        self._events.append(RoomNotice(text))
+
+    def tell(self, member_id: MemberId, text: str) -> None:
+        """Tell one local member ``text`` about the room itself."""
+        if member_id in self.members:
+            self._deliver(member_id, Notice(text))
+
+    def refused(self, event: RoomPresence, holder: str, now: float) -> None:
+        """The bus refused ``event``'s name: ``holder`` has it on another server."""
+        member = self.members.get(event.subject)
+        if member is None:
+            return
+        if event.what == PresenceKind.RENAMED:
+            wanted, old = event.detail, event.name
+        elif event.what == PresenceKind.JOINED:
+            wanted, old = event.name, ""
+        else:
+            return
+        if name_key(member.name) != name_key(wanted):
+            return  # renamed again meanwhile; that rename has its own answer
+        del self._by_name[name_key(wanted)]
+        if not old:  # a join: take a name by address, and join under it
+            old = self._free_address_name(member.address, attempt=holder)
+        member.name = old
+        self._by_name[name_key(old)] = member.id
+        text = f"the name {wanted!r} is taken on another server; you are {old}"
+        self._deliver(member.id, Refused(RefusedWhy.NAME, text))
+        self._deliver(member.id, Named(old))
+        if event.what == PresenceKind.JOINED:
+            owner = member.owner(self.key_of(member.id))
+            self._publish(
+                RoomPresence(member.id, event.what, old, "", self._wall(now), self._crowd(), owner)
+            )
+
+    def presence(self) -> list[tuple[str, str, str]]:
+        """Each local member's ``(key, name, owner)``, for the bus's presence list."""
+        out = []
+        for member in self.members.values():
+            key = self.key_of(member.id)
+            out.append((key, member.name, member.owner(key)))
+        return out
+
+    def reconcile(
+        self, others: list[tuple[str, str, str, Origin]], now: float, grace: float
+    ) -> None:
+        """The bus's live ``(key, name, owner, origin)`` of other servers' members: learn
+        who this server missed, and let go of those missing from it for ``grace`` (a
+        member who just joined may not be listed yet) — their server is gone."""
+        live = {key for key, _, _, _ in others}
+        for remote in list(self.remote.values()):
+            if remote.key in live:
+                remote.missing_since = None
+            elif remote.missing_since is None:
+                remote.missing_since = now
+            elif now - remote.missing_since >= grace:
+                self._forget_remote(remote.key)
+                detail = "lost with its server"
+                gone = Presence(PresenceKind.LEFT, remote.name, detail, self._wall(now))
+                self._presence_notice(gone, None)
+        owners = {remote.owner for remote in self.remote.values()}
+        for key, name, owner, origin in others:
+            if key not in self.remote and owner not in owners:
+                self._add_remote(key, name, owner, origin, self._wall(now))
 
     # -- internals -----------------------------------------------------------------
+
+    def _apply_presence(self, event: RoomPresence, origin: Origin | None) -> None:
+        subject, what, name, detail = event.subject, event.what, event.name, event.detail
+        if event.quiet:  # the client moved: from another server to here, or away
+            for key in [k for k, r in self.remote.items() if r.owner == event.owner]:
+                self._forget_remote(key)
+            for member in list(self.members.values()):
+                stale = member.id != subject or origin is not None
+                if stale and member.owner(self.key_of(member.id)) == event.owner:
+                    self._drop_member(member)
+                    self._evicted.append(member.id)
+        if origin is not None:
+            key = str(subject)
+            if what == PresenceKind.LEFT:
+                self._forget_remote(key)
+            elif what == PresenceKind.RENAMED:
+                self._forget_remote(key)
+                self._add_remote(key, detail, event.owner, origin, event.time)
+            else:
+                self._add_remote(key, name, event.owner, origin, event.time)
+        if not event.quiet:
+            crowd = event.crowd if origin is None else 2  # across servers: never one-to-one
+            self._presence_notice(Presence(what, name, detail, event.time), subject, crowd)
+
+    def _presence_notice(
+        self, presence: Presence, subject: MemberId | None, crowd: int = 2
+    ) -> None:
+        for member_id in self.members:
+            if member_id != subject:
+                self._deliver(member_id, presence)
+        if crowd >= 2:
+            what = PRESENCE[presence.what]
+            self._events.append(
+                PresenceNoticed(what, presence.name, presence.detail, presence.time)
+            )
+
+    def _add_remote(self, key: str, name: str, owner: str, origin: Origin, time: float) -> None:
+        self._forget_remote(key)
+        self.remote[key] = Remote(key, name, origin, owner, time)
+        self._remote_names[name_key(name)] = key
+
+    def _forget_remote(self, key: str) -> None:
+        remote = self.remote.pop(key, None)
+        if remote is not None and self._remote_names.get(name_key(remote.name)) == key:
+            del self._remote_names[name_key(remote.name)]
+
+    def _holder(self, owner: str) -> Remote | None:
+        """The member of another server whose name ``owner`` holds, if any."""
+        if owner.startswith("t:"):
+            for remote in self.remote.values():
+                if remote.owner == owner:
+                    return remote
+        return None
+
+    def _local_id(self, key: str) -> MemberId | None:
+        for member_id in self.members:
+            if self.key_of(member_id) == key:
+                return member_id
+        return None
+
+    def _drop_member(self, member: Member) -> None:
+        del self.members[member.id]
+        if self._by_name.get(name_key(member.name)) == member.id:
+            del self._by_name[name_key(member.name)]
+
+    def _crowd(self) -> int:
+        return len(self.members) + len(self.remote)
 
     def _publish(self, event: RoomEvent) -> None:
         if self.local_bus:
@@ -363,29 +609,39 @@ class Room:
             )
             return
         target = self._by_name.get(name_key(to))
-        if target is None:
+        remote = self.remote.get(self._remote_names.get(name_key(to), ""))
+        if target is not None:
+            self._deliver(target, said)
+        elif remote is not None and self.linked:
+            self.outbox.append(RoomWhisper(remote.key, member.name, text, said.time))
+        elif remote is not None:
+            hint = f"{to} is on another server, which cannot be reached now; not sent"
+            self._deliver(member.id, Refused(RefusedWhy.OTHER, hint))
+        else:
             hint = f"no one here is called {to!r} (try /who); that message was not sent"
             self._deliver(member.id, Refused(RefusedWhy.NO_SUCH_MEMBER, hint))
-        else:
-            self._deliver(target, said)
 
-    def _free_address_name(self, address: Address) -> str:
-        """The address's name, made unique if a member that moved away still has it."""
-        name = address_name(address)
+    def _free_address_name(self, address: Address, attempt: str = "") -> str:
+        """The address's name, made unique if a member that moved away still has it;
+        after a clash on the bus (``attempt``: who won), one marked as a retry."""
+        base = address_name(address)
+        if attempt:
+            base = f"{base}-{crc32(attempt.encode()) % 1000:03d}"
+        name = base
         number = 2
-        while self.taken(name):  # bounded: the room holds at most max_clients members
-            name = f"{address_name(address)}-{number}"
+        while self.taken(name):  # bounded: the rooms hold at most so many members
+            name = f"{base}-{number}"
             number += 1
         return name
 
-    def _name_problem(self, name: str) -> str | None:
+    def _name_problem(self, name: str, owner: str = "") -> str | None:
         problem = name_problem(name)
         if problem is not None:
             return (
                 f"the name {name!r} cannot be used: {problem};"
                 f" try /nick {suggest(name, self.taken)}"
             )
-        if self.taken(name):
+        if self.taken(name, owner):
             return f"the name {name!r} is taken; try /nick {suggest(name, self.taken)}"
         return None
 
@@ -405,9 +661,10 @@ class Room:
         member.name = name
         self._by_name[name_key(name)] = member.id
         self._deliver(member.id, Named(name))
-        crowd = len(self.members)
+        owner = member.owner(self.key_of(member.id))
+        renamed = PresenceKind.RENAMED
         self._publish(
-            RoomPresence(member.id, PresenceKind.RENAMED, old, name, self._wall(now), crowd)
+            RoomPresence(member.id, renamed, old, name, self._wall(now), self._crowd(), owner)
         )
 
     def _remember(self, said: Said) -> None:

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ._budget import AmplificationBudget, TokenBucket
+from ._bus import BusCommand, BusResult
 from ._chat import (
     Act,
     ClientMessage,
@@ -38,6 +39,7 @@ from ._events import (
 )
 from ._plaintext import PlainStyle, plain_line, split_plaintext
 from ._room import MemberId, Room
+from ._roombus import BusLink
 from ._rtt import RttEstimator
 from ._sealed import proven
 from ._session import Session
@@ -130,6 +132,67 @@ class ServerCore(Endpoint):
         self._encoded: tuple[ServerMessage, bytes] | None = None
         self._last_speaker: int | Address | None = None  # session id, or a plain address
         self._last_address: Address | None = None
+        #: The bus joining this server's room to others' (see :meth:`join_bus`).
+        self.link: BusLink | None = None
+
+    # -- the bus (implements _bus.BusPort) ------------------------------------
+
+    def join_bus(self, server_id: str, label: str) -> None:
+        """Share the room with other servers through a bus, as ``server_id`` (seen
+        as ``label``); the Trio layer then drives this core as a ``BusPort``."""
+        self.link = BusLink(self.room, server_id, label, self.config)
+
+    @property
+    def server_id(self) -> str:
+        """This server's id on the bus."""
+        return self._bus().origin.server
+
+    def bus_commands(self) -> list[BusCommand]:
+        """What the bus should do, oldest first."""
+        return self._bus().take_commands()
+
+    def bus_connected(self, now: float) -> None:
+        """The link to the bus is up."""
+        self._bus().connected(now)
+        self._after_room(now)
+
+    def bus_lost(self, now: float) -> None:
+        """The link to the bus is down: the room goes on here alone."""
+        self._bus().lost(now)
+        self._after_room(now)
+
+    def bus_message(self, epoch: str, seq: int, payload: bytes, now: float) -> None:
+        """The room's broadcast ``(epoch, seq, payload)``."""
+        link = self._bus()
+        before = link.malformed
+        link.message(epoch, seq, payload, now)
+        self._count_malformed(before)
+        self._after_room(now)
+
+    def bus_direct(self, payload: bytes, now: float) -> None:
+        """A private message for a member here."""
+        link = self._bus()
+        before = link.malformed
+        link.direct(payload, now)
+        self._count_malformed(before)
+        self._after_room(now)
+
+    def bus_result(self, result: BusResult, now: float) -> None:
+        """A bus command's answer."""
+        link = self._bus()
+        before = link.malformed
+        link.result(result, now)
+        self._count_malformed(before)
+        self._after_room(now)
+
+    def _bus(self) -> BusLink:
+        if self.link is None:
+            raise RuntimeError("this server has not joined a bus (see join_bus)")
+        return self.link
+
+    def _count_malformed(self, before: int) -> None:
+        if self.link is not None and self.link.malformed > before:
+            self._drop("bus-malformed")
 
     @property
     def _expiry_ms(self) -> int:
@@ -207,7 +270,7 @@ class ServerCore(Endpoint):
     def who(self, now: float) -> None:
         """``/who``: list the room to the operator."""
         entries = self.room.roster(now).entries
-        self._emit(WhoListed(tuple((e.name, e.idle, e.operator) for e in entries)))
+        self._emit(WhoListed(tuple((e.name, e.idle, e.operator, e.server) for e in entries)))
 
     def has_room(self) -> bool:
         """Whether a reply sent now would be taken without waiting in a queue for long."""
@@ -229,6 +292,8 @@ class ServerCore(Endpoint):
     def get_timer(self) -> float | None:
         """The earliest retransmission, give-up or expiry among the sessions."""
         deadlines = [self._expiry_deadline(), self.room.next_plain_expiry()]
+        if self.link is not None:
+            deadlines.append(self.link.get_timer())
         for session_id in list(self._busy):
             deadline = self._clients[session_id].session.sender.deadline()
             if deadline is None:
@@ -240,6 +305,8 @@ class ServerCore(Endpoint):
 
     def handle_timer(self, now: float) -> None:
         """Expire silent sessions, give up on unresponsive ones, schedule retransmissions."""
+        if self.link is not None:
+            self.link.handle_timer(now)
         self.room.expire_plain(now)
         self._after_room(now)
         while self._clients:
@@ -418,8 +485,10 @@ class ServerCore(Endpoint):
             self._drop("too-long")
             return
         if session.id not in self.room.members:
-            wanted, since = (message.name, message.since) if isinstance(message, Join) else ("", -1)
-            if not self.room.join(session.id, session.peer, wanted, now, since=since):
+            joined = message if isinstance(message, Join) else Join("")
+            if not self.room.join(
+                session.id, session.peer, joined.name, now, since=joined.since, token=joined.token
+            ):
                 self._room_full(session, now)
                 return
             if isinstance(message, Join):
@@ -437,10 +506,17 @@ class ServerCore(Endpoint):
 
     def _after_room(self, now: float) -> None:
         """Send what the room decided, and show the operator what it should see."""
+        if self.link is not None:
+            self.link.pump(now)
         for member_id, message in self.room.take_deliveries():
             self._deliver(member_id, message, now)
         for event in self.room.take_events():
             self._emit(event)
+        for member_id in self.room.take_evicted():
+            client = self._clients.get(member_id) if isinstance(member_id, int) else None
+            if client is not None:
+                why = "moved to another server"
+                self._end(client, why, "the client moved to another server", now)
 
     def _deliver(self, member_id: MemberId, message: ServerMessage, now: float) -> None:
         if isinstance(member_id, int):
@@ -455,7 +531,7 @@ class ServerCore(Endpoint):
                 if mine is not None:
                     self._emit(NotDelivered(mine, "the send queue is full"))
             self._dirty.add(member_id)
-        else:
+        elif isinstance(member_id, tuple):
             peer = self._plain.get(member_id)
             line = plain_line(message)
             if peer is None or line is None or self._send_plain(member_id, peer, line, now):
@@ -486,7 +562,7 @@ class ServerCore(Endpoint):
     def _fits(self, target: MemberId | None, text: str) -> bool:
         """Whether the operator's ``text`` can be sent; if not, say so."""
         size = len(self._utf8(text))
-        if target is not None and not isinstance(target, int):
+        if isinstance(target, tuple):
             peer = self._plain.get(target)
             limit = (peer.style if peer else PlainStyle()).text_limit(self.config.max_datagram)
         else:

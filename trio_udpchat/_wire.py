@@ -5,7 +5,7 @@ Every frame starts with a three-byte header::
     offset  size  field
     0       1     MAGIC 0xF9: a byte that cannot start a UTF-8 sequence
                   (0xF5-0xFF never can), so a frame is never mistaken for text
-    1       1     VERSION, currently 2; any other version is dropped
+    1       1     VERSION, currently 3; any other version is dropped
     2       1     frame type, below
 
 A *clear* frame follows with a body that depends on the type, and last a
@@ -58,7 +58,7 @@ from typing import Any, Final, TypeAlias
 from ._errors import LocalProtocolError, RemoteProtocolError
 
 MAGIC: Final = 0xF9
-VERSION: Final = 2
+VERSION: Final = 3
 
 FLAG_MORE: Final = 0x01
 FLAG_KEEPALIVE: Final = 0x02
