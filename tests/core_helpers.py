@@ -112,13 +112,15 @@ def make_server(
     trust_plain: bool = True,
     key: RoomKey | None = None,
     allow_plain: bool = False,
+    name: str = OPERATOR,
 ) -> ServerCore:
-    """A seeded server core. Plain-text peers are trusted (no amplification budget)
-    unless ``trust_plain`` is false: only the budget's own tests are about it."""
+    """A seeded server core (its operator called ``name``). Plain-text peers are trusted
+    (no amplification budget) unless ``trust_plain`` is false: only the budget's own
+    tests are about it."""
     config = config or Config()
     if trust_plain:
         config = replace(config, plain_budget_factor=None)
-    return ServerCore(config, randbits=seeded(seed), key=key, allow_plain=allow_plain)
+    return ServerCore(config, name=name, randbits=seeded(seed), key=key, allow_plain=allow_plain)
 
 
 def open_any(data: bytes, key: RoomKey | None = None) -> Frame:

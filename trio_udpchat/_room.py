@@ -596,7 +596,7 @@ class Room:
             self._publish(RoomSaid(member.id, member.name, text, self._wall(now), kind))
 
     def _show_operator(self, member: Member, text: str, time: float, kind: SaidKind) -> None:
-        if len(self.members) <= 1 and kind == SaidKind.SAY:
+        if self._crowd() <= 1 and kind == SaidKind.SAY:
             self._events.append(MessageReceived(member.address, text, plain=member.plain))
         else:
             self._events.append(RoomMessage(member.name, text, time, KINDS[kind], member.address))
