@@ -258,7 +258,8 @@ async def run_server(
         core = ServerCore(
             config, name=name, wall_offset=wall_offset, key=key, allow_plain=allow_plain
         )
-    with await open_server_socket(host, port, reuse_port=reuse_port) as sock, BatchSocket(sock) as batch:
+    sock = await open_server_socket(host, port, reuse_port=reuse_port)
+    with sock, BatchSocket(sock) as batch:
         address = sock.getsockname()
         terminal.show(Listening(address))
         if not core.encrypted:
