@@ -278,6 +278,22 @@ async def test_workers_share_the_port_and_a_killed_ones_clients_move() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.usefixtures("worker_env")
+async def test_when_the_last_worker_stops_so_does_the_supervisor() -> None:
+    recorder = Recorder()
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                assert await supervise(workers_on(free_port(), 1), recorder) == 1
+
+            nursery.start_soon(run)
+            await recorder.until(lambda: bool(recorder.workers))
+            os.kill(recorder.workers[0].pid, signal.SIGTERM)
+    assert recorder.stops == [(1, 0, 0, False)]  # a clean exit, but nobody asked for it
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("worker_env")
 async def test_a_worker_that_cannot_start_stops_the_others() -> None:
     with trio.fail_after(LIMIT), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind((LOCALHOST, 0))  # without SO_REUSEPORT: no worker can share it
