@@ -37,10 +37,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    """The flags ``--help`` shows (hidden ones, such as ``--worker-index``, are internal)."""
     return {
         option
         for action in parser._actions
-        if not isinstance(action, argparse._HelpAction)
+        if not isinstance(action, argparse._HelpAction) and action.help != argparse.SUPPRESS
         for option in action.option_strings
     }
 

@@ -54,6 +54,7 @@ UPPER_MODULES = frozenset(
         "_logfile",
         "_verbosity",
         "_passphrase",
+        "_workers",
     }
 )
 #: Modules outside both layers: re-exports, the entry point, the version string.

@@ -10,17 +10,20 @@ import argparse
 import getpass
 import io
 import os
+import re
+import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import NoReturn, TypeVar
+from typing import Final, NoReturn, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 
-from ._colour import PLAIN, AnsiStyle, colour_wanted
+from ._colour import PLAIN, AnsiStyle, Style, colour_wanted
 from ._config import Config
-from ._events import Event
+from ._events import Address, Event, Listening, NotEncrypted
 from ._jsonout import json_formatter
 from ._logfile import LogFile
 from ._names import name_problem
@@ -30,6 +33,7 @@ from ._terminal import StdioTerminal
 from ._udp import StartupError
 from ._verbosity import configure_logging, log_above, log_event
 from ._version import __version__
+from ._workers import Stream, Worker, describe_exit, probe_port, supervise
 
 PROG = "trio-udpchat"
 _N = TypeVar("_N", int, float)
@@ -72,6 +76,33 @@ def _name(text: str) -> str:
     problem = name_problem(text)
     if problem is not None:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
+#: A room's name on the bus.
+_ROOM: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: How many worker processes ``--workers`` may start.
+MAX_WORKERS: Final = 64
+_workers = _bounded(int, "number of workers", 1, MAX_WORKERS)
+
+
+def _bus_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # a malformed IPv6 host, say
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"invalid bus URL {text!r}: expected redis://HOST[:PORT][/DB] or rediss://..."
+        )
+    return text
+
+
+def _room(text: str) -> str:
+    if _ROOM.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid room name {text!r}: 1-64 letters, digits, '-', '_' or '.'"
+        )
     return text
 
 
@@ -215,6 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a passphrase, still let plain-text peers (nc -u) in: they are neither"
         " encrypted nor authenticated",
     )
+    server.add_argument(
+        "--bus",
+        type=_bus_url,
+        metavar="URL",
+        help="share the room with the other servers on this bus (redis://HOST[:PORT][/DB]"
+        " or rediss://...); without it the room is this server's alone",
+    )
+    server.add_argument(
+        "--room",
+        type=_room,
+        metavar="NAME",
+        help="the shared room's name on the bus: 1-64 letters, digits, '-', '_' or '.'"
+        " (default: lobby; needs --bus)",
+    )
+    server.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (Linux, needs --bus): the kernel keeps"
+        " each client on one of them. There is no operator input then; CTRL+C stops them all"
+        " (default: %(default)s)",
+    )
+    # What --workers starts each worker with: share the port, no operator input.
+    server.add_argument("--worker-index", type=_workers, metavar="I", help=argparse.SUPPRESS)
     return parser
 
 
@@ -242,9 +298,16 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.exit(2, f"{PROG}: error: --plain talks to plain-text servers: no passphrase\n")
     if getattr(args, "allow_plain", False) and passphrase is None:
         parser.exit(2, f"{PROG}: error: --allow-plain needs a passphrase (--key-file)\n")
-    for warning in warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    worker: int | None = None
+    if args.command == "server":
+        _check_bus_flags(parser, args)
+        worker = args.worker_index
+    if worker is None:  # a worker's supervisor has said them already
+        for warning in warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
     configure_logging(args.verbose)
+    if args.command == "server" and args.workers > 1:
+        return _serve_with_workers(args, encrypted=passphrase is not None)
     log_file: LogFile | None = None
     if args.log is not None:
         try:
@@ -257,14 +320,15 @@ def _main(argv: Sequence[str] | None) -> int:
     observers: list[Callable[[Event], None]] = [log_event]
     if log_file is not None:
         observers.append(log_file)
-    wanted = colour_wanted(sys.stdout, os.environ, disabled=args.no_color)
     terminal = StdioTerminal(
         args.command,
         receipts=args.receipts,
-        style=AnsiStyle() if wanted else PLAIN,
-        formatter=json_formatter(args.command) if args.json else None,
+        style=_style(args),
+        formatter=json_formatter(args.command, extra=_worker_field(worker)) if args.json else None,
         observers=observers,
         on_typed=None if log_file is None else log_file.typed,
+        # The supervisor says once for all its workers that the chat is not encrypted.
+        hidden=() if worker is None else (NotEncrypted,),
     )
     log_above(terminal.line_editor)
     if args.command == "server":
@@ -283,11 +347,17 @@ def _main(argv: Sequence[str] | None) -> int:
             args.host,
             args.port,
             config,
-            operator=not args.no_input,
+            operator=not args.no_input and worker is None,
             name=args.name,
             passphrase=passphrase,
             allow_plain=args.allow_plain,
+            bus=args.bus,
+            room=args.room or "lobby",
+            reuse_port=worker is not None,
+            label=f"{args.host}:{args.port}" + ("" if worker is None else f"#{worker}"),
         )
+        if worker is not None:
+            run = partial(_serve_until_input_ends, terminal, run)
     else:
         config = replace(Config(), keepalive_after=args.keepalive)
         run = partial(
@@ -304,7 +374,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         trio.run(run_until_signalled, run)
     except* StartupError as group:
-        print(f"{PROG}: error: {group.exceptions[0]}", file=sys.stderr)
+        print(f"{PROG}: error: {_first(group)}", file=sys.stderr)
         status = 1
     except* BrokenPipeError:
         status = 0  # our reader went away: nothing left to say
@@ -315,9 +385,185 @@ def _main(argv: Sequence[str] | None) -> int:
         terminal.close()
         if log_file is not None:
             log_file.close()
-    if args.command == "server" and terminal.input_ended and not terminal.interactive:
+    if (
+        args.command == "server"
+        and terminal.input_ended
+        and not terminal.interactive
+        and not worker
+    ):
         # A server started in the background (stdin /dev/null) stops at once: say why.
         print(
             f"{PROG}: end of input, server stopped (--no-input keeps it serving)", file=sys.stderr
         )
     return status
+
+
+def _first(group: BaseExceptionGroup[StartupError]) -> StartupError:
+    """The first error in ``group``, however deep in nested nurseries it was raised."""
+    found: StartupError | BaseExceptionGroup[StartupError] = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
+
+
+def _style(args: argparse.Namespace) -> Style:
+    wanted = colour_wanted(sys.stdout, os.environ, disabled=args.no_color)
+    return AnsiStyle() if wanted else PLAIN
+
+
+def _check_bus_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error if ``--bus``, ``--room`` and ``--workers`` do not fit together."""
+    if args.room is not None and args.bus is None:
+        parser.exit(2, f"{PROG}: error: --room names a room on a bus: it needs --bus URL\n")
+    if args.workers > 1 and args.bus is None:
+        parser.exit(
+            2, f"{PROG}: error: --workers needs --bus URL, so that the workers share one room\n"
+        )
+    sharing = args.workers > 1 or args.worker_index is not None
+    if sharing and not hasattr(socket, "SO_REUSEPORT"):
+        parser.exit(2, f"{PROG}: error: --workers needs SO_REUSEPORT, which Linux has\n")
+
+
+def _worker_field(worker: int | None) -> dict[str, int] | None:
+    """The field a worker adds to its JSON objects (a line prefix would break them)."""
+    return None if worker is None else {"worker": worker}
+
+
+async def _serve_until_input_ends(
+    terminal: StdioTerminal, serve: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``serve`` until stdin ends. A worker's stdin is a pipe its supervisor holds
+    and never writes to, so it ends when the supervisor does, however it died."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        while await terminal.read_line() is not None:
+            pass
+        nursery.cancel_scope.cancel()
+
+
+#: Flags the workers do not get from the supervisor's command line, or get changed.
+_NOT_FOR_WORKERS: Final = frozenset({"help", "port", "workers", "worker_index"})
+
+
+def worker_argv(args: argparse.Namespace, port: int, index: int) -> list[str]:
+    """The command that starts worker ``index`` of ``server --workers``: the server's
+    own flags, but on ``port`` (the real one, when ``--port 0`` asked for any) and
+    with ``--worker-index`` instead of ``--workers``."""
+    argv = [sys.executable, "-m", "trio_udpchat", "server"]
+    for action in _subparser(build_parser(), "server")._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in _NOT_FOR_WORKERS or value is None:
+            continue
+        flag = action.option_strings[-1]  # the long form
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif action.nargs == 0:  # a count, such as -vv
+            argv += [flag] * value
+        else:
+            argv.append(f"{flag}={value}")  # "=": a value may start with "-"
+    return [*argv, f"--port={port}", f"--worker-index={index}"]
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)
+
+
+def _serve_with_workers(args: argparse.Namespace, *, encrypted: bool) -> int:
+    """``server --workers N``: check the port is free, then supervise N workers on it."""
+    try:
+        address = trio.run(probe_port, args.host, args.port)
+    except StartupError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    argvs = [worker_argv(args, address[1], index) for index in range(1, args.workers + 1)]
+    return run_workers(argvs, address, json=args.json, encrypted=encrypted, style=_style(args))
+
+
+def run_workers(
+    argvs: Sequence[Sequence[str]],
+    address: Address,
+    *,
+    json: bool = False,
+    encrypted: bool = False,
+    style: Style = PLAIN,
+) -> int:
+    """Supervise one worker per argv, listening at ``address``, until CTRL+C or
+    SIGTERM (exit status 0) or until none is left (1); print what they say."""
+    terminal = StdioTerminal(
+        "server",
+        style=style,
+        formatter=json_formatter("server") if json else None,
+        line_editing=False,
+    )
+    output = _WorkerOutput(terminal, address, json=json, encrypted=encrypted)
+    status = 0
+
+    async def main() -> None:
+        nonlocal status
+        status = await supervise(argvs, output)
+
+    try:
+        trio.run(run_until_signalled, main)
+    except* KeyboardInterrupt:
+        status = 0  # CTRL+C before the signal handler was installed
+    finally:
+        terminal.close()
+    return status
+
+
+def _write_line(out: TextIO, line: bytes) -> None:
+    """Write ``line`` and a newline to ``out`` as they are: a worker's bytes, passed on."""
+    out.flush()
+    out.buffer.write(line + b"\n")
+    out.buffer.flush()
+
+
+class _WorkerOutput:
+    """What ``server --workers`` prints: one ``Listening`` line for all, then each
+    worker's lines marked ``[worker I]`` (its JSON objects carry ``"worker"`` instead)."""
+
+    def __init__(
+        self, terminal: StdioTerminal, address: Address, *, json: bool, encrypted: bool
+    ) -> None:
+        self._terminal = terminal
+        self._address = address
+        self._json = json
+        self._encrypted = encrypted
+
+    def listening(self, workers: Sequence[Worker]) -> None:
+        """Say once that the server listens, and whether the chat is encrypted."""
+        self._terminal.show(Listening(self._address, workers=len(workers)))
+        if not self._encrypted:
+            self._terminal.show(NotEncrypted())
+
+    def output(self, index: int, stream: Stream, line: bytes) -> None:
+        """Pass a worker's line on, marked with its number."""
+        if stream == "stdout":
+            _write_line(sys.stdout, line if self._json else f"[worker {index}] ".encode() + line)
+        else:
+            _write_line(sys.stderr, f"[worker {index}] ".encode() + line)
+
+    def stopped(self, index: int, returncode: int, *, left: int, asked: bool) -> None:
+        """Say that a worker stopped by itself, and how many are left."""
+        if asked:
+            return
+        still = f"{left} still serving" if left else "none left, so the server stops"
+        print(
+            f"*** worker {index} stopped ({describe_exit(returncode)}); {still}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def failed(self, index: int, returncode: int, said: Sequence[bytes]) -> None:
+        """Pass on what a worker that could not start said (its one error line)."""
+        for line in said:
+            _write_line(sys.stderr, line)
+        if not said:
+            print(
+                f"{PROG}: error: worker {index} {describe_exit(returncode)} before listening",
+                file=sys.stderr,
+            )

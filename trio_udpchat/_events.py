@@ -18,9 +18,11 @@ Address: TypeAlias = tuple[Any, ...]
 
 @dataclass(frozen=True, slots=True)
 class Listening:
-    """The server's socket is bound at ``address``."""
+    """The server's socket is bound at ``address``; by ``workers`` processes
+    sharing the port, when more than one (``--workers``)."""
 
     address: Address
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)

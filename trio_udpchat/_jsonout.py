@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -76,8 +76,9 @@ def _fields(event: Event, role: Role) -> dict[str, Any] | None:
             return {"type": "delivery_failed", "text": text, "reason": "nobody to reply to"}
         case MessageDelivered(text=text):
             return {"type": "delivered", "text": text}
-        case Listening(address=address):
-            return {"type": "status", "state": "listening", "address": _address(address)}
+        case Listening(address=address, workers=workers):
+            fields = {"type": "status", "state": "listening", "address": _address(address)}
+            return fields if workers == 1 else fields | {"workers": workers}
         case Connecting(server=server):
             return {"type": "status", "state": "connecting", "address": _address(server)}
         case SessionStarted(server=server, reconnect=reconnect):
@@ -126,12 +127,16 @@ def _fields(event: Event, role: Role) -> dict[str, Any] | None:
             return None
 
 
-def json_formatter(role: Role, clock: Callable[[], float] = time.time) -> Callable[[Event], str]:
+def json_formatter(
+    role: Role, clock: Callable[[], float] = time.time, *, extra: Mapping[str, Any] | None = None
+) -> Callable[[Event], str]:
     """A formatter for :class:`~trio_udpchat._terminal.StdioTerminal`: events as JSON lines.
 
     Events without fields of their own (help, /pending, hints, ...) become
     ``{"type": "notice", "text": ...}`` with the line a person would read.
+    ``extra`` fields go into every object (a worker's ``{"worker": 2}``).
     """
+    added = dict(extra or {})
 
     def format_event(event: Event) -> str:
         fields = _fields(event, role)
@@ -139,7 +144,7 @@ def json_formatter(role: Role, clock: Callable[[], float] = time.time) -> Callab
             text = render(event, role, receipts=True, status=True)
             fields = {"type": "notice", "text": text or type(event).__name__}
         when = event.time if isinstance(event, RoomMessage | PresenceNoticed) else clock()
-        ordered = {"type": fields.pop("type"), "time": round(when, 3), **fields}
+        ordered = {"type": fields.pop("type"), "time": round(when, 3), **fields, **added}
         return json.dumps(ordered, ensure_ascii=False)
 
     return format_event

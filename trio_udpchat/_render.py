@@ -157,8 +157,9 @@ def render(
 
 def _line(event: Event, role: Role, *, receipts: bool, status: bool) -> str | None:
     match event:
-        case Listening(address=address):
-            return LISTENING.format(address=show_address(address))
+        case Listening(address=address, workers=workers):
+            line = LISTENING.format(address=show_address(address))
+            return line if workers == 1 else f"{line} with {workers} workers"
         case MessageReceived(sender=sender, text=text):
             if role == "server":
                 return CLIENT_SAYS.format(address=show_address(sender), text=text)

@@ -230,6 +230,10 @@ async def run_server(
     passphrase: bytes | None = None,
     allow_plain: bool = False,
     core: ServerCore | None = None,
+    bus: str | None = None,
+    room: str = "lobby",
+    reuse_port: bool = False,
+    label: str | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on ``host``/``port`` until the terminal reaches EOF or we are cancelled.
@@ -239,7 +243,9 @@ async def run_server(
     ``passphrase`` the room is encrypted (its key derived once, under a fresh
     random salt) and plain-text peers are refused unless ``allow_plain``.
     ``task_status.started`` receives the bound address (useful with port 0).
+    With ``reuse_port`` the port is shared with other servers (``--workers``).
     """
+    # bus, room, label: wired by the bus integration
     if core is None:
         key = None
         if passphrase is not None:
@@ -252,7 +258,8 @@ async def run_server(
         core = ServerCore(
             config, name=name, wall_offset=wall_offset, key=key, allow_plain=allow_plain
         )
-    with await open_server_socket(host, port) as sock, BatchSocket(sock) as batch:
+    sock = await open_server_socket(host, port, reuse_port=reuse_port)
+    with sock, BatchSocket(sock) as batch:
         address = sock.getsockname()
         terminal.show(Listening(address))
         if not core.encrypted:

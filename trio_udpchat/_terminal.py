@@ -65,7 +65,8 @@ class StdioTerminal:
     ``style`` colours what is printed; ``formatter`` replaces the rendering
     altogether (``--json``: no prompts then, whatever stdin is); each of
     ``observers`` also sees every event, and ``on_typed`` every line read
-    (a log file, the log).
+    (a log file, the log). Events of the types in ``hidden`` are observed but
+    not printed (a worker leaves what is said once per server to its supervisor).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class StdioTerminal:
         observers: Sequence[Callable[[Event], None]] = (),
         on_typed: Callable[[str], None] | None = None,
         line_editing: bool = True,
+        hidden: tuple[type[Event], ...] = (),
     ) -> None:
         self._role = role
         self._receipts = receipts
@@ -89,6 +91,7 @@ class StdioTerminal:
         self._formatter = formatter
         self._observers = tuple(observers)
         self._on_typed = on_typed
+        self._hidden = hidden
         self._just_connected = False
         self._said_connecting = False
         self._interactive = formatter is None and os.isatty(stdin_fd) and self._out.isatty()
@@ -153,6 +156,8 @@ class StdioTerminal:
         """Print the line for ``event``, keeping the prompt at the bottom."""
         for observe in self._observers:
             observe(event)
+        if isinstance(event, self._hidden):
+            return
         just_connected, self._just_connected = self._just_connected, False
         if self._formatter is not None:
             line = self._formatter(event)

@@ -46,13 +46,21 @@ def _bind_failure(host: str, port: int, exc: OSError) -> StartupError:
 SERVER_RECEIVE_BUFFER = 4 << 20
 
 
-async def open_server_socket(host: str, port: int) -> trio.socket.SocketType:
-    """A UDP socket bound to ``host`` and ``port`` (``0`` picks a free port)."""
+async def open_server_socket(
+    host: str, port: int, *, reuse_port: bool = False
+) -> trio.socket.SocketType:
+    """A UDP socket bound to ``host`` and ``port`` (``0`` picks a free port).
+
+    With ``reuse_port`` (``SO_REUSEPORT``, Linux), sockets of the same user may
+    share the port: the kernel spreads clients over them by their address.
+    """
     family, sockaddr = await resolve(host, port)
     sock = trio.socket.socket(family, socket.SOCK_DGRAM)
     with contextlib.suppress(OSError):  # a smaller buffer is a slower server, not a broken one
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SERVER_RECEIVE_BUFFER)
     try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         await sock.bind(sockaddr)
     except OSError as exc:
         sock.close()

@@ -83,6 +83,8 @@ def _options_rst(parser: argparse.ArgumentParser, program: str) -> list[str]:
     for action in parser._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
+        if action.help == argparse.SUPPRESS:  # internal, as in --help
+            continue
         lines += [f".. option:: {_signature(action)}", ""]
         lines += [f"   {_cell(_help_of(action, program))}", ""]
     return lines
