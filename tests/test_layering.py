@@ -23,6 +23,7 @@ CORE_MODULES = (
     "_safe",
     "_budget",
     "_names",
+    "_bus",
     "_chat",
     "_rtt",
     "_stats",
