@@ -51,6 +51,7 @@ UPPER_MODULES = frozenset(
         "_logfile",
         "_verbosity",
         "_passphrase",
+        "_redisbus",
     }
 )
 #: Modules outside both layers: re-exports, the entry point, the version string.
