@@ -6,13 +6,15 @@ Real time, not the autojump clock: Redis is real I/O. Each test runs under
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, redis_executable
 from trio_udpchat._bus import (
     BusCommand,
     BusResult,
@@ -33,6 +35,7 @@ from trio_udpchat._redisbus import (
     decode_record_untrusted,
     encode_record,
     redact,
+    room_channel,
 )
 from trio_udpchat._udp import StartupError
 
@@ -405,6 +408,20 @@ async def test_rooms_do_not_share_keys_or_broadcasts(redis_server: RedisServer) 
     assert [payload for _, _, payload in a.port.messages] == [b"x"]
 
 
+@redis
+async def test_a_malformed_broadcast_is_counted_and_dropped(redis_server: RedisServer) -> None:
+    import coredis
+
+    with trio.fail_after(5):
+        async with running(redis_server.url, "A") as a:
+            async with coredis.Redis.from_url(redis_server.url) as intruder:
+                await intruder.publish(room_channel("lobby"), b"no framing here")
+            published = _published(await a.ask(Publish(b"real")))
+            await a.port.wait_until(lambda: bool(a.port.messages))
+    assert a.port.messages == [(published.epoch, published.seq, b"real")]
+    assert a.bus.malformed == 1
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
@@ -421,6 +438,24 @@ def test_a_malformed_url_is_a_startup_error(url: str, problem: str) -> None:
     with pytest.raises(StartupError) as caught:
         RedisBus(url, "lobby", FakePort("A"), FakePort("A").flush)
     assert str(caught.value) == f"bad bus URL {url!r}: {problem}"
+
+
+def test_without_coredis_the_bus_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "coredis", None)  # import coredis: ImportError
+    with pytest.raises(StartupError, match=r"pip install 'trio-udpchat\[redis\]'"):
+        RedisBus("redis://localhost", "lobby", FakePort("A"), FakePort("A").flush)
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("", pytest.skip.Exception), ("true", pytest.fail.Exception)]
+)
+def test_a_missing_redis_server_skips_but_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="apt-get install redis-server"):
+        redis_executable()
 
 
 def test_a_password_is_never_shown() -> None:

@@ -32,7 +32,7 @@ import json
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import trio
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from coredis import Redis
     from coredis.commands.script import Script
     from coredis.patterns.pubsub import PubSub
+
+_T = TypeVar("_T")
 
 #: Every key and channel starts with this, so the bus can share a Redis.
 PREFIX: Final = "trio_udpchat"
@@ -251,25 +253,25 @@ def decode_broadcast_untrusted(data: bytes) -> tuple[str, int, bytes] | None:
     return epoch, int(parts[1]), parts[2]
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The innermost causes of ``exc``: group members, then each one's deepest cause."""
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, the members of groups, and their causes, outermost first."""
     if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return [exc]
+        return [inner for member in exc.exceptions for inner in _chain(member)]
+    return [exc, *(_chain(exc.__cause__) if exc.__cause__ is not None else [])]
 
 
 def _reason(exc: BaseException, timeout: float) -> str:
     """Why the link failed, in a few words (``Connection refused``)."""
-    for leaf in _leaves(exc):
-        if isinstance(leaf, trio.TooSlowError | TimeoutError):
-            return f"no answer within {timeout:g} s"
-        if isinstance(leaf, OSError) and leaf.strerror:
+    chain = _chain(exc)
+    if any(isinstance(inner, trio.TooSlowError | TimeoutError) for inner in chain):
+        return f"no answer within {timeout:g} s"
+    for inner in reversed(chain):  # the deepest system error says it best
+        if isinstance(inner, OSError) and inner.strerror:
             # "Error connecting to (...): Connection refused" says the address twice.
-            return leaf.strerror.rpartition(": ")[2]
-    leaf = _leaves(exc)[0]
-    return str(leaf) or type(leaf).__name__
+            return inner.strerror.rpartition(": ")[2]
+    # Else the outermost words: "Connection lost while receiving response",
+    # not the AnyIO stream error under them.
+    return next((str(inner) for inner in chain if str(inner)), type(exc).__name__)
 
 
 class RedisBus:
@@ -308,6 +310,8 @@ class RedisBus:
         self._up = False
         # Whether this session got as far as bus_connected: says "lost" or "cannot reach".
         self._reached = False
+        # Whether this session's failure was noted already (see _note).
+        self._noted = False
         self._poked = trio.Event()
         self._last_reply = -math.inf
         # Cancelled (with a deadline) to bound the teardown of a failed session.
@@ -377,6 +381,9 @@ class RedisBus:
             delay = min(delay * 2, self._backoff[1])
 
     def _note(self, exc: BaseException) -> None:
+        if self._noted:
+            return  # the first failure is the cause; the rest are its echoes
+        self._noted = True
         verb = "lost the bus at" if self._reached else "cannot reach the bus at"
         self.problem = f"{verb} {self.url}: {_reason(exc, self._timeout)}"
 
@@ -397,22 +404,22 @@ class RedisBus:
         from coredis import Redis  # optional: imported here, checked in __init__
         from coredis.retry import NoRetryPolicy
 
-        self._reached = False
+        self._reached = self._noted = False
         client: Redis[bytes] = Redis.from_url(
             self._url,
             decode_responses=False,
             # No retries: a publish must not be sent twice, and a failure must
             # reach the core as a lost link, not as a slow answer.
             retry_policy=NoRetryPolicy(),
-            connect_timeout=self._timeout,
-            stream_timeout=self._timeout,
+            # A backstop only: _in_time(timeout) around each step fires first.
+            connect_timeout=2 * self._timeout,
+            stream_timeout=2 * self._timeout,
         )
         async with client:
-            with trio.fail_after(self._timeout):
-                # Loaded on every connection: Redis may have restarted empty.
-                scripts = [client.register_script(source) for source in _SCRIPTS]
-                for script in scripts:
-                    await client.script_load(script.script)
+            # Loaded on every connection: Redis may have restarted empty.
+            scripts = [client.register_script(source) for source in _SCRIPTS]
+            for script in scripts:
+                await self._in_time(client.script_load(script.script))
             async with client.pubsub(
                 channels=[self._room_channel, self._server_channel],
                 ignore_subscribe_messages=True,
@@ -463,8 +470,7 @@ class RedisBus:
             self._poked = trio.Event()
             # One at a time, in order: the room's order is the order of publishes.
             for command in self._port.bus_commands():
-                with trio.fail_after(self._timeout):
-                    result = await self._execute(client, scripts, command)
+                result = await self._in_time(self._execute(client, scripts, command))
                 self._last_reply = trio.current_time()
                 if result is not None:
                     self._port.bus_result(result, self._last_reply)
@@ -477,9 +483,21 @@ class RedisBus:
         while True:
             await trio.sleep_until(self._last_reply + interval)
             if trio.current_time() >= self._last_reply + interval:
-                with trio.fail_after(self._timeout):
-                    await client.ping()
+                await self._in_time(client.ping())
                 self._last_reply = trio.current_time()
+
+    async def _in_time(self, step: Awaitable[_T]) -> _T:
+        """Await ``step``, raising :exc:`trio.TooSlowError` if it takes over ``timeout``."""
+        with trio.move_on_after(self._timeout) as scope:
+            try:
+                return await step
+            except Exception as exc:
+                # coredis turns the cancellation of a connection it is opening
+                # into its ConnectionError: say what happened, a timeout.
+                if scope.cancel_called:
+                    raise trio.TooSlowError from exc
+                raise
+        raise trio.TooSlowError
 
     async def _execute(
         self, client: Redis[bytes], scripts: Sequence[Script[bytes]], command: BusCommand
