@@ -30,6 +30,7 @@ from trio_udpchat._bus import (
     Refreshed,
 )
 from trio_udpchat._redisbus import (
+    CoreError,
     RedisBus,
     decode_broadcast_untrusted,
     decode_record_untrusted,
@@ -420,6 +421,30 @@ async def test_a_malformed_broadcast_is_counted_and_dropped(redis_server: RedisS
             await a.port.wait_until(lambda: bool(a.port.messages))
     assert a.port.messages == [(published.epoch, published.seq, b"real")]
     assert a.bus.malformed == 1
+
+
+class BrokenPort(FakePort):
+    """A core with a bug: a broadcast makes it raise."""
+
+    def bus_message(self, epoch: str, seq: int, payload: bytes, now: float) -> None:
+        raise RuntimeError("core bug")
+
+
+@redis
+async def test_a_bug_in_the_core_is_not_taken_for_a_lost_link(redis_server: RedisServer) -> None:
+    port = BrokenPort("A")
+    bus = RedisBus(redis_server.url, "lobby", port, port.flush, TIMEOUT)
+
+    async def publish_once() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            port.queue.append(Publish(b"boom"))
+            bus.poke()
+
+    with trio.fail_after(5), pytest.raises(ExceptionGroup) as caught:
+        await publish_once()
+    assert caught.group_contains(CoreError, match=r"RuntimeError\('core bug'\)", depth=None)
+    assert port.lost == 0
 
 
 @pytest.mark.parametrize(

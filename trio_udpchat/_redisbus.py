@@ -31,7 +31,8 @@ import dataclasses
 import json
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -274,6 +275,22 @@ def _reason(exc: BaseException, timeout: float) -> str:
     return next((str(inner) for inner in chain if str(inner)), type(exc).__name__)
 
 
+class CoreError(Exception):
+    """The server's core, or its flush, raised when the bus called it.
+
+    A bug there, not a bus problem: :meth:`RedisBus.run` lets it through
+    (the original is its ``__cause__``) rather than call it a lost link.
+    """
+
+
+@contextmanager
+def _calling_core() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise CoreError(f"the server failed on a call from the bus: {exc!r}") from exc
+
+
 class RedisBus:
     """The link between one server's core (``port``) and a room on a Redis bus.
 
@@ -370,6 +387,8 @@ class RedisBus:
                 # go on up if the run itself is being cancelled.
                 try:
                     await self._session(report)
+                except* CoreError:
+                    raise
                 except* Exception as group:
                     self._note(group)
             was_up = self._up
@@ -390,8 +409,9 @@ class RedisBus:
     async def _lose(self) -> None:
         if self._up:
             self._up = False
-            self._port.bus_lost(trio.current_time())
-            await self._flush()
+            with _calling_core():
+                self._port.bus_lost(trio.current_time())
+                await self._flush()
 
     async def _fail(self, exc: BaseException) -> None:
         """A task of the session failed: tell the core now, and bound the teardown."""
@@ -428,12 +448,13 @@ class RedisBus:
                 # coredis's own keepalive on the subscribed connection (>= 1 s).
                 max_idle_seconds=self._timeout,
             ) as pubsub:
-                self._port.bus_commands()  # queued while down: stale, dropped
                 self._up = self._reached = True
                 self.problem = None
                 self._last_reply = trio.current_time()
-                self._port.bus_connected(trio.current_time())
-                await self._flush()
+                with _calling_core():
+                    self._port.bus_commands()  # queued while down: stale, dropped
+                    self._port.bus_connected(trio.current_time())
+                    await self._flush()
                 report()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._guarded, self._receive, pubsub)
@@ -444,7 +465,8 @@ class RedisBus:
         try:
             await task(*args)
         except Exception as exc:
-            await self._fail(exc)
+            if not isinstance(exc, CoreError):
+                await self._fail(exc)
             raise
 
     async def _receive(self, pubsub: PubSub[bytes]) -> None:
@@ -453,15 +475,18 @@ class RedisBus:
             if message["type"] != "message" or not isinstance(data, bytes):
                 continue
             now = trio.current_time()
-            if message["channel"] == self._server_channel:
-                self._port.bus_direct(data, now)
-            else:
+            broadcast = None
+            if message["channel"] != self._server_channel:
                 broadcast = decode_broadcast_untrusted(data)
                 if broadcast is None:
                     self.malformed += 1
                     continue
-                self._port.bus_message(*broadcast, now)
-            await self._flush()
+            with _calling_core():
+                if broadcast is None:
+                    self._port.bus_direct(data, now)
+                else:
+                    self._port.bus_message(*broadcast, now)
+                await self._flush()
         raise ConnectionError("the subscription ended")
 
     async def _carry_out(self, client: Redis[bytes], scripts: Sequence[Script[bytes]]) -> None:
@@ -469,12 +494,15 @@ class RedisBus:
             await self._poked.wait()
             self._poked = trio.Event()
             # One at a time, in order: the room's order is the order of publishes.
-            for command in self._port.bus_commands():
+            with _calling_core():
+                commands = self._port.bus_commands()
+            for command in commands:
                 result = await self._in_time(self._execute(client, scripts, command))
                 self._last_reply = trio.current_time()
                 if result is not None:
-                    self._port.bus_result(result, self._last_reply)
-                    await self._flush()
+                    with _calling_core():
+                        self._port.bus_result(result, self._last_reply)
+                        await self._flush()
 
     async def _keepalive(self, client: Redis[bytes]) -> None:
         # Without traffic, a Redis that stopped answering (SIGSTOP, a dead
