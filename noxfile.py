@@ -11,8 +11,16 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 #: Keep in step with pyproject's ``test`` extra. Sphinx is there because
-#: tests/test_docs.py builds the documentation (it skips without Sphinx).
-TEST_DEPS = ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "pexpect>=4.8", "sphinx>=7"]
+#: tests/test_docs.py builds the documentation (it skips without Sphinx);
+#: coredis because tests/test_redisbus.py runs the Redis bus.
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-trio>=0.8",
+    "hypothesis>=6.100",
+    "pexpect>=4.8",
+    "sphinx>=7",
+    "coredis>=6.9,<7",
+]
 
 
 def _install(session: nox.Session, *extra: str) -> None:

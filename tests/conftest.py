@@ -15,3 +15,6 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# The private redis-server fixture for the Redis bus tests.
+pytest_plugins = ["tests.redis_server"]

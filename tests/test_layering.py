@@ -55,6 +55,7 @@ UPPER_MODULES = frozenset(
         "_verbosity",
         "_passphrase",
         "_workers",
+        "_redisbus",
     }
 )
 #: Modules outside both layers: re-exports, the entry point, the version string.
