@@ -354,7 +354,7 @@ def _main(argv: Sequence[str] | None) -> int:
             bus=args.bus,
             room=args.room or "lobby",
             reuse_port=worker is not None,
-            label=f"{args.host}:{args.port}" + ("" if worker is None else f"#{worker}"),
+            label=None if worker is None else f"{args.host}:{args.port}#{worker}",
         )
         if worker is not None:
             run = partial(_serve_until_input_ends, terminal, run)

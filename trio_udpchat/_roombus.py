@@ -84,6 +84,11 @@ class BusLink:
 
     # -- to the bus ------------------------------------------------------------------
 
+    @property
+    def has_commands(self) -> bool:
+        """Whether :meth:`take_commands` has anything."""
+        return bool(self._commands)
+
     def take_commands(self) -> list[BusCommand]:
         """What the bus should do, oldest first."""
         out, self._commands = self._commands, []

@@ -50,8 +50,11 @@ from ._events import (
     Listening,
     NotEncrypted,
     PendingListed,
+    RoomNotice,
     StatsListed,
 )
+from ._names import show_address
+from ._redisbus import RedisBus
 from ._render import stats_line
 from ._server import ServerCore
 from ._udp import StartupError, open_client_socket, open_server_socket
@@ -94,6 +97,8 @@ class _Driver:
         self._on_refused = on_refused
         self._timer_scope = trio.CancelScope()
         self._flushed = trio.Event()
+        #: Called at the end of every flush (the bus adapter, to see if it has work).
+        self.after_flush: Callable[[], None] | None = None
         #: Events this layer acts on itself instead of showing them.
         self.handlers: dict[type[Event], Callable[[Event], None]] = {}
 
@@ -112,6 +117,8 @@ class _Driver:
         self._take_events()
         timer = self._core.get_timer()
         self._timer_scope.deadline = math.inf if timer is None else timer
+        if self.after_flush is not None:
+            self.after_flush()
         self._flushed.set()
         self._flushed = trio.Event()
 
@@ -244,8 +251,12 @@ async def run_server(
     random salt) and plain-text peers are refused unless ``allow_plain``.
     ``task_status.started`` receives the bound address (useful with port 0).
     With ``reuse_port`` the port is shared with other servers (``--workers``).
+
+    With a ``bus`` (``redis://...``) the room is the bus's room ``room``, shared
+    with every server on it; others list this server's members as on ``label``
+    (by default, the address it listens at). The bus is never waited on: if it
+    cannot be reached, the room goes on here alone until it can.
     """
-    # bus, room, label: wired by the bus integration
     if core is None:
         key = None
         if passphrase is not None:
@@ -267,6 +278,9 @@ async def run_server(
         driver = _Driver(batch, core, terminal)
         try:
             async with trio.open_nursery() as nursery:
+                if bus is not None:
+                    where = label or "{}:{}".format(*show_address(address))
+                    await _join_bus(nursery, core, driver, terminal, bus, room, where)
                 nursery.start_soon(driver.receive_task, core.receive_datagram)
                 nursery.start_soon(driver.timer_task)
                 task_status.started(address)
@@ -331,6 +345,33 @@ async def run_client(
                 await driver.flush()
     if core.refusal is not None:
         raise StartupError(core.refusal)
+
+
+async def _join_bus(
+    nursery: trio.Nursery,
+    core: ServerCore,
+    driver: _Driver,
+    terminal: Terminal,
+    url: str,
+    room: str,
+    label: str,
+) -> None:
+    """Share the room through the Redis bus at ``url``; say so, or why not yet."""
+    core.join_bus(secrets.token_hex(8), label)
+    link = core.link
+    assert link is not None
+    bus = RedisBus(url, room, core, driver.flush, core.config.bus_timeout)
+
+    def poke() -> None:
+        if link.has_commands:
+            bus.poke()
+
+    driver.after_flush = poke
+    problem = await nursery.start(bus.run)
+    if problem is None:
+        terminal.show(RoomNotice(f"sharing the room {room!r} on {bus.url} as {label}"))
+    else:
+        terminal.show(RoomNotice(f"{problem}; this server's room goes on alone until then"))
 
 
 async def _derive_for(core: ClientCore, driver: _Driver, passphrase: bytes, event: Event) -> None:
