@@ -785,16 +785,16 @@ def test_plain_mode_refused_then_answered() -> None:
 def test_stats_count_bytes_and_datagrams() -> None:
     # Sizes with the 4-byte CRC trailer each frame ends in; a Data frame is 24 bytes
     # and its chat payload: Join("") 13, Say("abc") 8, the reply Said("server", "de") 27.
-    client = connected()  # hello 31 out, welcome 27 in, join 37 out, its ack 31 in
+    client = connected()  # hello 31 out, welcome 27 in, join 37 out, its ack 35 in
     client.send_text("abc", now=1.0)
     drain(client, 1.0)  # data 32 out
     feed(client, data(1, 0, "de"), SERVER, 1.5)  # 51 in
-    drain(client, 1.5)  # ack 31 out
+    drain(client, 1.5)  # ack 35 out
     client.close(now=1.8)
     drain(client, 1.8)  # bye 23 out
     stats = client.stats
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (5, 31 + 37 + 32 + 31 + 23)
-    assert (stats["datagrams_in"], stats["bytes_in"]) == (3, 27 + 31 + 51)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (5, 31 + 37 + 32 + 35 + 23)
+    assert (stats["datagrams_in"], stats["bytes_in"]) == (3, 27 + 35 + 51)
 
 
 # -- the timer is never in the past --------------------------------------------------------------
@@ -1127,7 +1127,8 @@ def test_named_sets_the_current_name_and_only_a_rename_assigns_it() -> None:
     feed(client, chat(1, 0, Named("alice")), SERVER, 1.0)  # the answer to the join
     assert (client.current_name, client.pop_events()) == ("alice", [])
     client.send(Rename("bob"), "/nick bob", 2.0)
-    assert sent(client, 2.0) == [chat(1, 1, Rename("bob")), Ack(SESSION, 2, 1, 0)]
+    # The ack goes with the next drain, a second after the Named: its delay says so.
+    assert sent(client, 2.0) == [chat(1, 1, Rename("bob")), Ack(SESSION, 2, 1, 0, 1_000_000)]
     feed(client, chat(2, 1, Named("bob")), SERVER, 2.5)
     assert client.pop_events() == [NameAssigned("bob")]
     assert (client.name, client.current_name) == ("bob", "bob")  # a rejoin asks for "bob"

@@ -186,7 +186,7 @@ async def test_plain_text_peer_and_garbage_against_the_server() -> None:
         server, address = await start_server(nursery, core=core)
         with udp_socket() as peer:
             await peer.bind((LOOPBACK, 0))
-            await peer.sendto(b"\xf9\x02\x03short", address)  # a frame with a bad checksum
+            await peer.sendto(b"\xf9\x03\x03short", address)  # a frame with a bad checksum
             await peer.sendto(b"\xf9\x07\x01" + bytes(12), address)  # an unknown version
             await peer.sendto(b"one\ntwo\n", address)
             await server.wait_for(MessageReceived, lambda e: e.text == "two")

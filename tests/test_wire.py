@@ -63,33 +63,33 @@ KNOWN_REASONS = frozenset(
 #: Each frame's bytes before its CRC-32 trailer, written out from the layout table;
 #: the trailer is computed by zlib (an implementation independent of ours).
 GOLDEN: list[tuple[Frame, str]] = [
-    (Hello(nonce=0x0102030405060708), "f9 02 01  01 02 03 04 05 06 07 08  " + ZERO16),
-    (Hello(nonce=0), "f9 02 01  00 00 00 00 00 00 00 00  " + ZERO16),
-    (Hello(nonce=3, cookie=COOKIE), "f9 02 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX),
+    (Hello(nonce=0x0102030405060708), "f9 03 01  01 02 03 04 05 06 07 08  " + ZERO16),
+    (Hello(nonce=0), "f9 03 01  00 00 00 00 00 00 00 00  " + ZERO16),
+    (Hello(nonce=3, cookie=COOKIE), "f9 03 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX),
     (
         Hello(nonce=3, cookie=COOKIE, proof=PROOF),
-        "f9 02 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX + "  " + PROOF.hex(" "),
+        "f9 03 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX + "  " + PROOF.hex(" "),
     ),
     (
         Challenge(nonce=U64_MAX, cookie=COOKIE),
-        "f9 02 07  ff ff ff ff ff ff ff ff  " + COOKIE_HEX + "  00  " + ZERO16,
+        "f9 03 07  ff ff ff ff ff ff ff ff  " + COOKIE_HEX + "  00  " + ZERO16,
     ),
     (
         Challenge(nonce=9, cookie=COOKIE, salt=SALT),
-        "f9 02 07  00 00 00 00 00 00 00 09  " + COOKIE_HEX + "  01  " + SALT.hex(" "),
+        "f9 03 07  00 00 00 00 00 00 00 09  " + COOKIE_HEX + "  01  " + SALT.hex(" "),
     ),
-    (Denied(nonce=0x0102030405060708), "f9 02 08  01 02 03 04 05 06 07 08"),
+    (Denied(nonce=0x0102030405060708), "f9 03 08  01 02 03 04 05 06 07 08"),
     (
         Welcome(nonce=1, session=U64_MAX, expiry_ms=60_000),
-        "f9 02 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
+        "f9 03 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
     ),
     (
         Data(session=42, pn=0, seq=0, flags=0, payload=b""),
-        "f9 02 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
+        "f9 03 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
     ),
     (
         Data(session=7, pn=1, seq=2, flags=0, payload=b"hi"),
-        "f9 02 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
+        "f9 03 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
     ),
     (
         # A first fragment (MORE): h, é (c3 a9), l, l, o, space, 🎉 U+1F389 (f0 9f 8e 89)
@@ -100,7 +100,7 @@ GOLDEN: list[tuple[Frame, str]] = [
             flags=FLAG_MORE,
             payload="héllo 🎉".encode(),
         ),
-        "f9 02 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
+        "f9 03 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
         "  68 c3 a9 6c 6c 6f 20 f0 9f 8e 89",
     ),
     (
@@ -111,29 +111,37 @@ GOLDEN: list[tuple[Frame, str]] = [
             flags=FLAG_KEEPALIVE,
             payload=b"",
         ),
-        "f9 02 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
+        "f9 03 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
     ),
     (
         # Payloads are opaque bytes: a fragment may end inside a UTF-8 sequence.
         Data(session=1, pn=2, seq=3, flags=FLAG_MORE | FLAG_KEEPALIVE, payload=b"\xc3\x00\xff"),
-        "f9 02 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
+        "f9 03 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
     ),
     (
         Ack(session=5, pn=3, next=0x10, bitmap=0b1011),
-        "f9 02 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b",
+        "f9 03 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b"
+        "  00 00 00 00",
     ),
     (
-        Ack(session=U64_MAX, pn=0, next=U32_MAX, bitmap=0x8000000000000001),
-        "f9 02 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01",
+        # Held 25 ms (25,000 us = 0x61a8) after the newest packet it reports arrived.
+        Ack(session=U64_MAX, pn=0, next=U32_MAX, bitmap=0x8000000000000001, delay=25_000),
+        "f9 03 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01"
+        "  00 00 61 a8",
+    ),
+    (
+        Ack(session=1, pn=2, next=3, bitmap=0, delay=U32_MAX),
+        "f9 03 04  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  00 00 00 00 00 00 00 00"
+        "  ff ff ff ff",
     ),
     (
         Bye(session=0xDEADBEEF, pn=9, next=0x0102),
-        "f9 02 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
+        "f9 03 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
     ),
-    (Reset(session=0x8000000000000000), "f9 02 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
+    (Reset(session=0x8000000000000000), "f9 03 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
     (
         Reset(session=7, next=0x01020304, known=True),
-        "f9 02 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
+        "f9 03 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
     ),
 ]
 
@@ -208,7 +216,7 @@ def test_golden_table_covers_every_frame_type_and_flag() -> None:
 
 
 def test_layout_constants() -> None:
-    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 2, 3, 24, 64)
+    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 3, 3, 24, 64)
     # Sealed: header 3, nonce 24, tag 16, then the code 1 and the fields 17.
     assert SEALED_DATA_OVERHEAD == 61
     assert (FLAG_MORE, FLAG_KEEPALIVE) == (0x01, 0x02)
@@ -226,7 +234,7 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Denied, u64),
     st.builds(Welcome, u64, u64, u32),
     st.builds(Data, u64, u32, u32, known_flags, st.binary(max_size=64)),
-    st.builds(Ack, u64, u32, u32, u64),
+    st.builds(Ack, u64, u32, u32, u64, u32),
     st.builds(Bye, u64, u32, u32),
     st.builds(Reset, u64, u32, st.booleans()),
 )
@@ -284,6 +292,8 @@ def test_unknown_flags_cannot_be_encoded(flags: int) -> None:
         Ack(0, 0, 2**32, 0),
         Ack(0, -1, 0, 0),
         Ack(0, 0, 0, 2**64),
+        Ack(0, 0, 0, 0, 2**32),
+        Ack(0, 0, 0, 0, -1),
         Bye(-5, 0, 0),
         Bye(0, 2**32, 0),
         Bye(0, 0, 2**32),
@@ -373,7 +383,7 @@ def test_any_tail_change_fails_the_checksum(extra: bytes) -> None:
 # -- specific bad input --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 0xFF])
+@pytest.mark.parametrize("version", [0, 1, 2, 4, 0xFF])  # 2: before acks carried a delay
 def test_unknown_version(version: int) -> None:
     assert _reason(bytes([MAGIC, version, 0x01]) + bytes(8)) == "bad-version"
 

@@ -330,7 +330,7 @@ class ClientCore(Endpoint):
     # -- timers -------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """When the next hello, retransmission, keepalive or silence report is due.
+        """When the next hello, retransmission, delayed ack, keepalive or silence report is due.
 
         Valid after :meth:`datagrams_to_send`, which the I/O layer calls after every input.
         """
@@ -343,9 +343,12 @@ class ClientCore(Endpoint):
             return None
         deadline = session.sender.deadline()
         if deadline is None:
-            return session.last_sent + self._keepalive
-        silent_at = self._silent_deadline(session)
-        return deadline if silent_at is None else min(deadline, silent_at)
+            deadline = session.last_sent + self._keepalive
+        else:
+            silent_at = self._silent_deadline(session)
+            deadline = deadline if silent_at is None else min(deadline, silent_at)
+        acking = session.receiver.ack_deadline()  # an ack held back (see Receiver)
+        return deadline if acking is None else min(deadline, acking)
 
     def handle_timer(self, now: float) -> None:
         """Retransmit, keep alive, report silence, or give up, as due."""

@@ -115,7 +115,9 @@ class Sender:
         self._next_seq += 1
         return packet
 
-    def on_ack(self, next_wire: int, bitmap: int, now: float) -> list[Message] | None:
+    def on_ack(
+        self, next_wire: int, bitmap: int, now: float, ack_delay: float = 0.0
+    ) -> list[Message] | None:
         """Apply an ack; return the messages it completed, oldest first.
 
         Only the cumulative part (every seq below ``next``) completes packets: the
@@ -128,7 +130,8 @@ class Sender:
         bitmap), the one whose arrival most likely sent it; older packets it
         covers may have waited for a lost ack, and sampling each cost a relay
         time on every ack. Karn's rule still holds: no sample if that packet
-        was retransmitted.
+        was retransmitted. ``ack_delay`` is how long the receiver says it held
+        the ack (seconds): not part of the round trip.
         """
         if not self._in_flight:
             return []
@@ -154,7 +157,7 @@ class Sender:
                 newest = packet
                 highest = seq
         if newest is not None and newest.transmissions == 1:  # Karn: unambiguous only
-            self.rtt.sample(now - newest.sent_at)
+            self.rtt.sample(now - newest.sent_at, ack_delay)
         threshold = self._config.fast_retransmit_after
         for seq, packet in self._in_flight.items():
             if seq > highest:
@@ -242,7 +245,15 @@ class Sender:
 
 @dataclass(slots=True)
 class Receiver:
-    """The receiving half of a reliable session."""
+    """The receiving half of a reliable session, and when it owes an ack.
+
+    Acks are delayed as in QUIC (RFC 9000 §13.2.1-2): an ack goes at once when
+    ``config.ack_every`` packets are unacknowledged, or when a packet arrives out
+    of order, leaves a gap, or is a duplicate (so the sender learns of a loss,
+    or of a lost ack, without waiting); otherwise at most ``config.ack_delay``
+    after the first packet it covers. A relay's members each ack every second
+    message instead of every one, which halves the acks the server must take in.
+    """
 
     config: Config
     stats: Counter[str]
@@ -251,16 +262,25 @@ class Receiver:
     _assembly: list[bytes] = field(default_factory=list)
     _assembly_size: int = 0
     _discarding: bool = False
+    _owed: int = 0  # packets that arrived since the last ack (0: no ack owed)
+    _ack_at: float = math.inf  # when the owed ack must go
+    #: When the last new packet arrived: the one whose ack the sender times (it
+    #: samples the newest packet an ack newly covers; see Sender.on_ack).
+    _arrived_at: float = 0.0
 
-    def on_data(self, seq_wire: int, flags: int, payload: bytes) -> list[bytes]:
-        """Take in one packet; return the messages it completed, in order."""
+    def on_data(self, seq_wire: int, flags: int, payload: bytes, now: float) -> list[bytes]:
+        """Take in one packet, arrived at ``now``; return the messages it completed, in order."""
         seq = expand_u32(seq_wire, self.next_seq)
         if seq < self.next_seq or seq in self._buffer:
             self.stats["dropped:duplicate"] += 1
+            self._owe(now, at_once=True)  # our ack was lost, or is late: repeat it now
             return []
         if seq >= self.next_seq + self.config.reorder_window:
             self.stats["dropped:beyond-window"] += 1
+            self._owe(now, at_once=True)
             return []
+        in_order = seq == self.next_seq and not self._buffer  # nothing missing, before or after
+        self._arrived_at = now
         self._buffer[seq] = (flags, payload)
         complete: list[bytes] = []
         while self.next_seq in self._buffer:
@@ -271,7 +291,35 @@ class Receiver:
             message = self._assemble(flags, payload)
             if message is not None:
                 complete.append(message)
+        self._owe(now, at_once=not in_order)
         return complete
+
+    def _owe(self, now: float, at_once: bool) -> None:
+        # A deadline only ever moves earlier: the first packet an ack covers sets it.
+        self._owed += 1
+        due = now if at_once or self._owed >= self.config.ack_every else now + self.config.ack_delay
+        self._ack_at = min(self._ack_at, due)
+
+    def hurry(self, now: float) -> None:
+        """Make an owed ack due at ``now`` (say, before the endpoint goes away)."""
+        if self._owed:
+            self._ack_at = min(self._ack_at, now)
+
+    def ack_deadline(self) -> float | None:
+        """When the ack owed must go (at or before a past time: now); ``None`` if none is owed."""
+        return self._ack_at if self._owed else None
+
+    def take_ack(self, now: float) -> tuple[int, int, int]:
+        """``(next, bitmap, delay)`` for an Ack frame sent at ``now``; no ack is owed after.
+
+        ``delay`` is in microseconds since the last new packet arrived: what the
+        sender subtracts from its round-trip sample.
+        """
+        self._owed = 0
+        self._ack_at = math.inf
+        next_seq, bitmap = self.ack_fields()
+        delay = min(max(round((now - self._arrived_at) * 1e6), 0), _WRAP - 1)
+        return next_seq, bitmap, delay
 
     def _assemble(self, flags: int, payload: bytes) -> bytes | None:
         more = bool(flags & FLAG_MORE)
