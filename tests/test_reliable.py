@@ -735,3 +735,37 @@ def test_sessions_keep_working_across_seq_and_pn_wrap() -> None:
     assert (left.sender.in_flight, right.sender.in_flight) == (0, 0)
     assert (left.peer, right.peer) == (B, A)
     assert right.receiver.next_seq == WRAP + 4
+
+
+# -- the sender's cached earliest deadline -------------------------------------------------
+
+sender_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), st.integers(1, 3)),
+        st.tuples(st.just("transmit"), st.floats(0.0, 2.0)),
+        st.tuples(st.just("ack"), st.integers(0, 40), st.integers(0, 2**8 - 1)),
+    ),
+    max_size=60,
+)
+
+
+@given(sender_ops)
+def test_the_cached_deadline_is_the_earliest_one_in_flight(ops: list[tuple[Any, ...]]) -> None:
+    """Whatever is offered, sent, acked (with any bitmap) or retransmitted, deadline()
+    equals the minimum a full scan of the window gives (the cache is only a shortcut)."""
+    sender = Sender(Config(window=8, fast_retransmit_after=2), Counter())
+    now = 0.0
+    for op in ops:
+        if op[0] == "offer":
+            sender.offer("x", b"x" * op[1])
+        elif op[0] == "transmit":
+            now += op[1]
+            sender.transmit(now)
+        else:
+            sender.on_ack(op[1], op[2], now)
+        in_flight = list(sender._in_flight.values())
+        expected = None
+        if in_flight:
+            waiting = [p.deadline for p in in_flight if not p.sacked]
+            expected = min([in_flight[0].first_sent + sender._config.give_up_after, *waiting])
+        assert sender.deadline() == expected

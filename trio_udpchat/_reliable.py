@@ -67,7 +67,16 @@ class Packet:
 class Sender:
     """The sending half of a reliable session."""
 
-    __slots__ = ("_config", "_fragment", "_in_flight", "_next_seq", "_queue", "_stats", "rtt")
+    __slots__ = (
+        "_config",
+        "_due",
+        "_fragment",
+        "_in_flight",
+        "_next_seq",
+        "_queue",
+        "_stats",
+        "rtt",
+    )
 
     def __init__(
         self, config: Config, stats: Counter[str], data_overhead: int = DATA_OVERHEAD
@@ -80,6 +89,10 @@ class Sender:
         self._next_seq = 0
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
         self._queue: deque[Packet] = deque()
+        #: The earliest deadline in flight (not sacked), ``None`` until computed again.
+        #: A relay asks every member's sender for it at every flush (transmit, the
+        #: timer): scanning the whole window each time was a per-member cost.
+        self._due: float | None = math.inf
 
     @property
     def in_flight(self) -> int:
@@ -150,8 +163,9 @@ class Sender:
                 message.unacked -= 1
                 if message.unacked == 0:
                     done.append(message)
+        self._due = None  # packets left, were sacked, or fall due now (fast retransmit)
         highest = next_seq - 1
-        for seq, packet in self._in_flight.items():
+        for seq, packet in self._in_flight.items() if bitmap else ():  # the common ack: none
             if not packet.sacked and _is_acked(seq, next_seq, bitmap):
                 packet.sacked = True
                 newest = packet
@@ -176,11 +190,13 @@ class Sender:
         for :meth:`failed`.
         """
         limit = self._config.max_transmissions
-        out = [
-            packet
-            for packet in self._in_flight.values()
-            if packet.deadline <= now and packet.transmissions < limit and not packet.sacked
-        ]
+        out = []
+        if self._earliest() <= now:
+            out = [
+                packet
+                for packet in self._in_flight.values()
+                if packet.deadline <= now and packet.transmissions < limit and not packet.sacked
+            ]
         for packet in out:
             self._stats["retransmissions"] += 1
             if packet.fast_pending:
@@ -188,13 +204,25 @@ class Sender:
             else:
                 packet.timeouts += 1
             self._sent(packet, now)
+        if out:
+            self._due = None  # their deadlines moved later
         while self._queue and len(self._in_flight) < self._config.window:
             packet = self._queue.popleft()
             packet.first_sent = now
             self._in_flight[packet.seq] = packet
             self._sent(packet, now)
+            if self._due is not None:
+                self._due = min(self._due, packet.deadline)
             out.append(packet)
         return out
+
+    def _earliest(self) -> float:
+        """The earliest deadline of a packet in flight and not sacked (``inf``: none)."""
+        due = self._due
+        if due is None:
+            waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
+            due = self._due = min(waiting, default=math.inf)
+        return due
 
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
@@ -210,8 +238,7 @@ class Sender:
         if not self._in_flight:
             return None
         oldest = next(iter(self._in_flight.values()))
-        waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
-        return min(self._give_up_at(oldest), *waiting)
+        return min(self._give_up_at(oldest), self._earliest())
 
     def _give_up_at(self, packet: Packet) -> float:
         # The one expression both deadline() and failed() use, so rounding cannot
