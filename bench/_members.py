@@ -9,9 +9,12 @@ can be, one stdlib socket each, all driven by one ``selectors`` loop:
   :data:`~bench._relays.JOIN` and only counts what arrives;
 * against trio_udpchat, a member does what our client does on the wire (the
   handshake: Hello, Challenge, Hello with the cookie, Welcome; a Join message;
-  then one cumulative Ack after every batch it drains, as ``run_client`` acks
-  once per flush), parsing only the Data header it needs (loopback: no
-  corruption to check for). Our sender is a member too and its messages are
+  then cumulative Acks with the client's policy, ``Config.ack_every`` and
+  ``ack_delay``: after a drained batch, as ``run_client`` flushes once per
+  batch, an Ack goes at once if two or more packets (or one out of order, or
+  a duplicate) are unacknowledged, else it is held until ``ack_delay`` after
+  the first, unless more arrive), parsing only the Data header it needs
+  (loopback: no corruption to check for). Our sender is a member too and its messages are
   real ``Say`` frames, resent go-back-N (with fresh packet numbers, as the
   server refuses a packet number twice) if the server's acks stall, so the
   server does all its protocol work: decode, room, per-member reliable queues,
@@ -28,6 +31,7 @@ messages outstanding, counting a message done when K deliveries have arrived
 
 from __future__ import annotations
 
+import math
 import secrets
 import selectors
 import socket
@@ -41,6 +45,7 @@ from typing import Final, Protocol, TypeVar
 
 from trio_udpchat import (
     Ack,
+    Config,
     Data,
     Hello,
     RemoteProtocolError,
@@ -64,6 +69,9 @@ _ACK: Final = 0x04
 _KEEPALIVE: Final = 0x02
 _RECV_SIZE = 2048
 _SOCKET_BUFFER = 1 << 20  # asked for; Linux grants up to net.core.rmem_max
+#: The client's ack policy (the defaults ``run_client`` uses).
+_ACK_EVERY: Final = Config().ack_every
+_ACK_DELAY: Final = Config().ack_delay
 
 _nonces = count(1)
 
@@ -80,6 +88,14 @@ class Member(Protocol):
 
     def drain(self) -> int:
         """Read everything waiting; return how many new deliveries arrived."""
+        ...
+
+    def ack_due(self) -> float:
+        """When an ack held back must go (``time.monotonic()``); ``inf``: none is."""
+        ...
+
+    def send_held_ack(self) -> None:
+        """Send the ack held back, if any."""
         ...
 
 
@@ -182,6 +198,13 @@ class RawMember:
                 return got
             got += 1
 
+    def ack_due(self) -> float:
+        """A minimal relay has no acks."""
+        return math.inf
+
+    def send_held_ack(self) -> None:
+        """Nothing to send."""
+
 
 class ChatMember:
     """A trio_udpchat client reduced to what the wire requires (see the module doc);
@@ -216,6 +239,9 @@ class ChatMember:
         self.next_seq = 0  # the next seq we expect from the server
         self.acked = 0  # how far the server acknowledged what we sent
         self.sent_seq = 0  # our next seq
+        self._owed = 0  # packets not yet acknowledged
+        self._ack_at = math.inf  # when the held ack must go
+        self._arrived_at = 0.0  # when the last new packet arrived (the Ack's delay)
         self.send_data(encode_chat(Join(name)))
 
     def _next_pn(self) -> int:
@@ -233,9 +259,10 @@ class ChatMember:
         self.sock.send(self.data_frame(payload))
 
     def drain(self) -> int:
-        """Take in what waits, then acknowledge it with one cumulative Ack."""
-        got = 0
-        owed = False
+        """Take in what waits, then acknowledge it with one cumulative Ack, now or
+        held, as the client's policy says (see the module doc)."""
+        got = owed = 0
+        at_once = False
         recv, read = self.sock.recv, self._read
         while True:
             try:
@@ -246,16 +273,39 @@ class ChatMember:
                 continue
             code, number, flags = header
             if code == _DATA:
-                owed = True
+                owed += 1
                 if number == self.next_seq % 2**32:
                     self.next_seq += 1
                     got += not flags & _KEEPALIVE
+                else:  # a duplicate or a gap: the client acks at once
+                    at_once = True
             else:  # _ACK; no wrap: a benchmark sends < 2**32
                 self.acked = max(self.acked, number)
         if owed:
-            frame = Ack(self.session, self._next_pn(), self.next_seq % 2**32, 0)
-            self.sock.send(self._encode.frame(frame))
+            now = time.monotonic()  # one reading per batch, as run_client's
+            self._arrived_at = now
+            self._owed += owed
+            if at_once or self._owed >= _ACK_EVERY:
+                self._send_ack(now)
+            else:
+                self._ack_at = min(self._ack_at, now + _ACK_DELAY)
         return got
+
+    def ack_due(self) -> float:
+        """When the held ack must go; ``inf`` if none is held."""
+        return self._ack_at
+
+    def send_held_ack(self) -> None:
+        """Send the held ack (its deadline has come)."""
+        if self._owed:
+            self._send_ack(time.monotonic())
+
+    def _send_ack(self, now: float) -> None:
+        delay = round((now - self._arrived_at) * 1e6)
+        frame = Ack(self.session, self._next_pn(), self.next_seq % 2**32, 0, delay)
+        self.sock.send(self._encode.frame(frame))
+        self._owed = 0
+        self._ack_at = math.inf
 
 
 class Sender(Protocol):
@@ -288,6 +338,13 @@ class RawSender:
     def drain(self) -> int:
         """Nothing ever arrives."""
         return 0
+
+    def ack_due(self) -> float:
+        """It acks nothing."""
+        return math.inf
+
+    def send_held_ack(self) -> None:
+        """Nothing to send."""
 
 
 class ChatSender(ChatMember):
@@ -343,19 +400,57 @@ class _Drains(Protocol):
 
     def drain(self) -> int: ...
 
+    def ack_due(self) -> float: ...
+
+    def send_held_ack(self) -> None: ...
+
+
+class _HeldAcks:
+    """The members holding an ack back, and when the first must go: the timer a
+    client's event loop would run, here in the one ``selectors`` loop."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: set[_Drains] = set()
+
+    def drained(self, member: _Drains) -> None:
+        """Note ``member`` after a drain (it may hold an ack now)."""
+        if member.ack_due() < math.inf:
+            self._held.add(member)
+
+    def timeout(self, longest: float) -> float:
+        """How long a select may wait: ``longest``, or less if an ack falls due."""
+        if not self._held:
+            return longest
+        first = min(member.ack_due() for member in self._held)
+        return min(longest, max(first - time.monotonic(), 0.0))
+
+    def send_due(self) -> None:
+        """Send the held acks whose time has come."""
+        if not self._held:
+            return
+        now = time.monotonic()
+        for member in [m for m in self._held if m.ack_due() <= now]:
+            member.send_held_ack()
+            self._held.discard(member)
+
 
 def settle(members: list[_Drains], quiet: float = 0.3, timeout: float = 10.0) -> None:
     """Drain (and ack) until nothing has arrived for ``quiet`` seconds: joins, notices."""
+    held = _HeldAcks()
     with selectors.DefaultSelector() as selector:
         for member in members:
             selector.register(member.sock, selectors.EVENT_READ, member)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready = selector.select(quiet)
-            if not ready:
+            ready = selector.select(held.timeout(quiet))
+            held.send_due()
+            if not ready and held.timeout(quiet) == quiet:
                 return
             for key, _ in ready:
                 key.data.drain()
+                held.drained(key.data)
     raise RuntimeError("the relay did not go quiet after the joins")
 
 
@@ -375,6 +470,7 @@ def blast(
     k = len(members)
     expected = messages * k
     delivered = sent = 0
+    held = _HeldAcks()
     with selectors.DefaultSelector() as selector:
         selector.register(sender_sock, selectors.EVENT_READ, sender)
         for member in members:
@@ -387,8 +483,11 @@ def blast(
                 sender.send(sent)
                 sent += 1
             arrived = 0
-            for key, _ in selector.select(stall):
+            ready = selector.select(held.timeout(stall))
+            held.send_due()
+            for key, _ in ready:
                 arrived += key.data.drain()
+                held.drained(key.data)
             now = time.perf_counter()
             if arrived:
                 delivered += arrived

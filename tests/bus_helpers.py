@@ -2,8 +2,9 @@
 spanning servers, driven with explicit time and a lossless, instant network.
 
 All servers answer at one address (as workers sharing a port with
-SO_REUSEPORT do); which one a client reaches is the cluster's ``route``, and
-changing it is what the kernel does when the set of workers changes.
+SO_REUSEPORT do); which one a client's datagrams reach is the cluster's
+``route``, and changing it is what the kernel does when the set of workers
+changes. Every live server's datagrams reach their client.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Cluster:
         self.route: dict[Address, int] = {}
         self.events: dict[Address, list[Event]] = {}
         self.operator_events: list[list[Event]] = []
+        self.crashed: set[int] = set()
         for index in range(servers):
             self.add_server(index)
 
@@ -56,6 +58,7 @@ class Cluster:
 
     def crash(self, index: int) -> None:
         """Server ``index`` dies: no goodbye, no more presence renewals."""
+        self.crashed.add(index)
         self.bus.detach(self.servers[index])
 
     def join(self, number: int, name: str, server: int, token: int | None = None) -> ClientCore:
@@ -112,14 +115,16 @@ class Cluster:
         for address, client in self.clients.items():
             for data, to in drain(client, self.now):
                 assert to == SERVER
-                target = self.servers[self.route[address]]
-                if self.bus.ports.get(target.server_id) is target:  # not crashed
-                    target.receive_datagram(data, address, self.now)
+                if self.route[address] not in self.crashed:
+                    self.servers[self.route[address]].receive_datagram(data, address, self.now)
                 moved += 1
-        for server in self.servers:
+        for index, server in enumerate(self.servers):
+            alive = index not in self.crashed
             for data, to in drain(server, self.now):
+                # The route is the kernel's choice of server for what clients send;
+                # any live server can still send to a client, from the shared port.
                 receiver = self.clients.get(to)
-                if receiver is not None and self.servers[self.route[to]] is server:
+                if receiver is not None and alive:
                     receiver.receive_datagram(data, SERVER, self.now)
                 moved += 1
         return moved

@@ -105,6 +105,20 @@ ROOM_KEY = RoomKey(bytes(range(16)), bytes(range(100, 132)))
 WRONG_KEY = RoomKey(ROOM_KEY.salt, bytes(range(200, 232)))
 
 
+def acks_at_once(config: Config | None) -> Config:
+    """``config`` (default: the default one) with every packet acknowledged at once.
+
+    The tier-1 tests of everything but the ack policy read as request and answer:
+    a Data frame in, its Ack out at the next drain; and as no ack is held back,
+    the retransmission timeout need not allow for one (``ack_delay=0``), so it
+    is RFC 6298's. The default policy (acks held up to ``ack_delay``, every
+    second one at once) has its own tests (``test_acks.py``), and runs in the
+    lossy-link state machines and every Trio and end-to-end test, which build
+    their cores without these helpers.
+    """
+    return replace(config or Config(), ack_every=1, ack_delay=0.0)
+
+
 def make_server(
     config: Config | None = None,
     seed: int = SEED,
@@ -113,13 +127,16 @@ def make_server(
     key: RoomKey | None = None,
     allow_plain: bool = False,
     name: str = OPERATOR,
+    delayed_acks: bool = False,
 ) -> ServerCore:
     """A seeded server core (its operator called ``name``). Plain-text peers are trusted
     (no amplification budget) unless ``trust_plain`` is false: only the budget's own
-    tests are about it."""
+    tests are about it. Acks go at once (:func:`acks_at_once`) unless ``delayed_acks``."""
     config = config or Config()
     if trust_plain:
         config = replace(config, plain_budget_factor=None)
+    if not delayed_acks:
+        config = acks_at_once(config)
     return ServerCore(config, name=name, randbits=seeded(seed), key=key, allow_plain=allow_plain)
 
 
@@ -143,9 +160,13 @@ def make_client(
     name: str = "",
     keyed: bool = False,
     token: int = 0,
+    delayed_acks: bool = False,
 ) -> ClientCore:
     """A seeded client core of the server at ``SERVER`` (``keyed``: it has a passphrase;
-    ``token``: what its joins carry, none by default)."""
+    ``token``: what its joins carry, none by default). Acks go at once
+    (:func:`acks_at_once`) unless ``delayed_acks``."""
+    if not delayed_acks:
+        config = acks_at_once(config)
     return ClientCore(
         SERVER, config, plain=plain, name=name, randbits=seeded(seed), keyed=keyed, token=token
     )

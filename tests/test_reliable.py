@@ -74,7 +74,7 @@ def pump(
             return received
         for packet in packets:
             if not lose(packet):
-                received += receiver.on_data(packet.seq % WRAP, packet.flags, packet.payload)
+                received += receiver.on_data(packet.seq % WRAP, packet.flags, packet.payload, now)
         sender.on_ack(*receiver.ack_fields(), now)
     raise AssertionError("the sender never runs dry")
 
@@ -180,8 +180,9 @@ def test_failed_at_the_give_up_deadline(first_sent: float, give_up_after: float)
 
 @pytest.mark.parametrize(
     ("sample", "expected_rto"),
-    # RFC 6298: srtt -> sample, rttvar -> 0, rto = srtt + max(G, 4 * rttvar), clamped.
-    [(0.01, 0.2), (0.5, 0.501), (20.0, 10.0)],
+    # RFC 6298: srtt -> sample, rttvar -> 0, rto = srtt + max(G, 4 * rttvar), clamped;
+    # plus the peer's ack delay (RFC 9002's PTO), 25 ms by default.
+    [(0.01, 0.2), (0.5, 0.526), (20.0, 10.0)],
 )
 def test_rtt_estimate_converges(sample: float, expected_rto: float) -> None:
     rtt = RttEstimator(Config())
@@ -357,7 +358,8 @@ def test_no_rtt_sample_when_the_newest_newly_acked_packet_was_retransmitted() ->
 
 
 def reference_rto(samples: Sequence[float], cfg: Config) -> float:
-    """RFC 6298 section 2, written out independently of RttEstimator."""
+    """RFC 6298 section 2, written out independently of RttEstimator, plus the
+    peer's ack delay (RFC 9002 section 6.2.1: PTO = srtt + max(4 rttvar, G) + max_ack_delay)."""
     srtt = rttvar = 0.0
     for i, r in enumerate(samples):
         if i == 0:
@@ -365,7 +367,7 @@ def reference_rto(samples: Sequence[float], cfg: Config) -> float:
         else:
             rttvar = (1 - 1 / 4) * rttvar + 1 / 4 * abs(srtt - r)
             srtt = (1 - 1 / 8) * srtt + 1 / 8 * r
-    return min(max(srtt + max(0.001, 4 * rttvar), cfg.rto_min), cfg.rto_max)
+    return min(max(srtt + max(0.001, 4 * rttvar) + cfg.ack_delay, cfg.rto_min), cfg.rto_max)
 
 
 @given(st.lists(st.floats(0.0, 30.0), min_size=1, max_size=30))
@@ -455,47 +457,47 @@ def test_window_and_queue_bounds_hold(
 
 def test_receiver_drops_duplicates() -> None:
     receiver = make_receiver()
-    assert receiver.on_data(0, 0, b"a") == [b"a"]
-    assert receiver.on_data(0, 0, b"a") == []
-    assert receiver.on_data(2, 0, b"c") == []
-    assert receiver.on_data(2, 0, b"c") == []  # already buffered
+    assert receiver.on_data(0, 0, b"a", 0.0) == [b"a"]
+    assert receiver.on_data(0, 0, b"a", 0.0) == []
+    assert receiver.on_data(2, 0, b"c", 0.0) == []
+    assert receiver.on_data(2, 0, b"c", 0.0) == []  # already buffered
     assert receiver.stats["dropped:duplicate"] == 2
-    assert receiver.on_data(1, 0, b"b") == [b"b", b"c"]
+    assert receiver.on_data(1, 0, b"b", 0.0) == [b"b", b"c"]
 
 
 def test_receiver_releases_buffered_packets_in_order() -> None:
     receiver = make_receiver()
-    assert receiver.on_data(3, 0, b"d") == []
-    assert receiver.on_data(1, 0, b"b") == []
-    assert receiver.on_data(2, 0, b"c") == []
+    assert receiver.on_data(3, 0, b"d", 0.0) == []
+    assert receiver.on_data(1, 0, b"b", 0.0) == []
+    assert receiver.on_data(2, 0, b"c", 0.0) == []
     assert receiver.ack_fields() == (0, 0b111)
-    assert receiver.on_data(0, 0, b"a") == [b"a", b"b", b"c", b"d"]
+    assert receiver.on_data(0, 0, b"a", 0.0) == [b"a", b"b", b"c", b"d"]
     assert receiver.ack_fields() == (4, 0)
 
 
 def test_receiver_drops_packets_beyond_reorder_window() -> None:
     receiver = make_receiver(config(reorder_window=8, window=4))
-    assert receiver.on_data(8, 0, b"far") == []
+    assert receiver.on_data(8, 0, b"far", 0.0) == []
     assert receiver.stats["dropped:beyond-window"] == 1
-    assert receiver.on_data(7, 0, b"7") == []  # the last seq that fits
-    released = [receiver.on_data(i, 0, str(i).encode()) for i in range(7)]
+    assert receiver.on_data(7, 0, b"7", 0.0) == []  # the last seq that fits
+    released = [receiver.on_data(i, 0, str(i).encode(), 0.0) for i in range(7)]
     assert released[-1] == [b"6", b"7"]
     assert receiver.next_seq == 8
-    assert receiver.on_data(8, 0, b"8") == [b"8"]  # the window moved on
+    assert receiver.on_data(8, 0, b"8", 0.0) == [b"8"]  # the window moved on
 
 
 def test_ack_fields_bitmap() -> None:
     receiver = make_receiver()
-    receiver.on_data(0, 0, b"")
+    receiver.on_data(0, 0, b"", 0.0)
     for seq in (2, 4, 65, 66):  # offsets 0, 2, 63 from next + 1; 66 does not fit
-        receiver.on_data(seq, 0, b"")
+        receiver.on_data(seq, 0, b"", 0.0)
     assert receiver.ack_fields() == (1, 1 << 0 | 1 << 2 | 1 << 63)
 
 
 def test_keepalive_is_acked_but_never_delivered() -> None:
     receiver = make_receiver()
-    assert receiver.on_data(1, 0, b"after") == []
-    assert receiver.on_data(0, FLAG_KEEPALIVE, b"") == [b"after"]
+    assert receiver.on_data(1, 0, b"after", 0.0) == []
+    assert receiver.on_data(0, FLAG_KEEPALIVE, b"", 0.0) == [b"after"]
     assert receiver.ack_fields() == (2, 0)
     sender = make_sender()
     sender.keepalive()
@@ -635,7 +637,8 @@ def test_session_sends_data_then_ack_with_increasing_pn() -> None:
     session.accept(Data(1, 0, 0, 0, b"hi"), A, 1.0)
     session.send("yo", b"yo")
     frames = [decode_frame_untrusted(d) for d in session.datagrams(1.5)]
-    assert frames == [Data(1, 0, 0, 0, b"yo"), Ack(1, 1, 1, 0)]
+    # The ack of a lone packet was due at 1.025; sent at 1.5, it says it waited 0.5 s.
+    assert frames == [Data(1, 0, 0, 0, b"yo"), Ack(1, 1, 1, 0, 500_000)]
     assert session.last_sent == 1.5
     assert session.datagrams(1.6) == []  # the ack is owed once
     assert decode_frame_untrusted(session.bye()) == Bye(1, 2, 1)  # acks the data it got
@@ -643,20 +646,25 @@ def test_session_sends_data_then_ack_with_increasing_pn() -> None:
 
 def test_session_reacks_duplicate_data() -> None:
     # A retransmission (same seq, new pn: our ack was lost) is acknowledged again.
+    # The first is acked after the delay; the duplicate at once, with the delay
+    # since the packet arrived.
     session = make_session()
-    for pn, now in ((0, 1.0), (1, 2.0)):
-        arrivals = session.accept(Data(1, pn, 0, 0, b"again"), A, now)
-        assert arrivals.messages == ([b"again"] if pn == 0 else [])
-        assert [decode_frame_untrusted(d) for d in session.datagrams(now)] == [
-            Ack(1, int(now) - 1, 1, 0)
-        ]
+    assert session.accept(Data(1, 0, 0, 0, b"again"), A, 1.0).messages == [b"again"]
+    assert session.datagrams(1.0) == []
+    assert [decode_frame_untrusted(d) for d in session.datagrams(1.025)] == [
+        Ack(1, 0, 1, 0, 25_000)
+    ]
+    assert session.accept(Data(1, 1, 0, 0, b"again"), A, 2.0).messages == []
+    assert [decode_frame_untrusted(d) for d in session.datagrams(2.0)] == [
+        Ack(1, 1, 1, 0, 1_000_000)
+    ]
 
 
 def test_session_ignores_a_datagram_seen_before() -> None:
     # The very same datagram again (same pn): a network duplicate, or a replay.
     session = make_session()
     assert session.accept(Data(1, 7, 0, 0, b"once"), A, 1.0).messages == [b"once"]
-    session.datagrams(1.0)
+    session.datagrams(1.5)  # and its ack, due at 1.025
     again = session.accept(Data(1, 7, 0, 0, b"once"), B, 2.0)
     assert again.replayed
     assert again.messages == []
@@ -727,3 +735,37 @@ def test_sessions_keep_working_across_seq_and_pn_wrap() -> None:
     assert (left.sender.in_flight, right.sender.in_flight) == (0, 0)
     assert (left.peer, right.peer) == (B, A)
     assert right.receiver.next_seq == WRAP + 4
+
+
+# -- the sender's cached earliest deadline -------------------------------------------------
+
+sender_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), st.integers(1, 3)),
+        st.tuples(st.just("transmit"), st.floats(0.0, 2.0)),
+        st.tuples(st.just("ack"), st.integers(0, 40), st.integers(0, 2**8 - 1)),
+    ),
+    max_size=60,
+)
+
+
+@given(sender_ops)
+def test_the_cached_deadline_is_the_earliest_one_in_flight(ops: list[tuple[Any, ...]]) -> None:
+    """Whatever is offered, sent, acked (with any bitmap) or retransmitted, deadline()
+    equals the minimum a full scan of the window gives (the cache is only a shortcut)."""
+    sender = Sender(Config(window=8, fast_retransmit_after=2), Counter())
+    now = 0.0
+    for op in ops:
+        if op[0] == "offer":
+            sender.offer("x", b"x" * op[1])
+        elif op[0] == "transmit":
+            now += op[1]
+            sender.transmit(now)
+        else:
+            sender.on_ack(op[1], op[2], now)
+        in_flight = list(sender._in_flight.values())
+        expected = None
+        if in_flight:
+            waiting = [p.deadline for p in in_flight if not p.sacked]
+            expected = min([in_flight[0].first_sent + sender._config.give_up_after, *waiting])
+        assert sender.deadline() == expected

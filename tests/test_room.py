@@ -737,8 +737,8 @@ def test_external_bus_delivers_nothing_until_applied() -> None:
     room.receive(1, Say("hi"), 1.0)
     assert room.take_deliveries() == []
     assert room.take_events() == []
-    assert room.outbox == [RoomSaid(1, "alice", "hi", WALL + 1.0, SaidKind.SAY)]
-    assert drain(room) == [RoomSaid(1, "alice", "hi", WALL + 1.0, SaidKind.SAY)]
+    assert room.outbox == [RoomSaid(1, "alice", "hi", WALL + 1.0, SaidKind.SAY, "m:/1")]
+    assert drain(room) == [RoomSaid(1, "alice", "hi", WALL + 1.0, SaidKind.SAY, "m:/1")]
     assert room.take_deliveries() == [(2, said("alice", "hi", 1.0))]
     assert room.take_events() == [RoomMessage("alice", "hi", WALL + 1.0, "say", addr(1))]
 

@@ -333,7 +333,7 @@ def test_a_client_moving_to_another_server_rejoins_quietly_keeping_its_name() ->
 @pytest.mark.parametrize(
     "event",
     [
-        RoomSaid(7, "alice", "hi ✓", 1.5, SaidKind.ACT),
+        RoomSaid(7, "alice", "hi ✓", 1.5, SaidKind.ACT, "t:00000000000000ff"),
         RoomSaid(None, "op", "", 0.0, SaidKind.SAY),
         RoomPresence(("10.0.0.1", 5), PresenceKind.RENAMED, "a", "b", 2.0, 3, "t:01", True),
         RoomWhisper("s2/9", "alice", "psst", 3.0),
@@ -347,7 +347,9 @@ def test_envelopes_round_trip_with_members_named_by_key(event: object) -> None:
     assert decoded.number == 42
     if isinstance(event, RoomSaid):
         sender = None if event.sender is None else f"s1/{event.sender}"
-        assert decoded.event == RoomSaid(sender, event.name, event.text, event.time, event.kind)
+        assert decoded.event == RoomSaid(
+            sender, event.name, event.text, event.time, event.kind, event.owner
+        )
     elif isinstance(event, RoomPresence):
         assert isinstance(decoded.event, RoomPresence)
         assert decoded.event.subject == "s1/('10.0.0.1', 5)"

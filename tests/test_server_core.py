@@ -335,7 +335,7 @@ def test_reply_before_anyone_spoke() -> None:
     server.reply("hello?", 2.0)
     assert server.pop_events() == [NoRecipient("hello?", left=None)]
     named, roster, ack = [message for message, _ in sent_chat(server, 2.0)]
-    assert (named, ack) == (Named(A_NAME), Ack(session, 2, 2, 0))
+    assert (named, ack) == (Named(A_NAME), Ack(session, 2, 2, 0, 500_000))  # held since 1.5
     assert isinstance(roster, Roster)
     assert [(e.name, e.operator) for e in roster.entries] == [(OPERATOR, True), (A_NAME, False)]
 
@@ -624,15 +624,15 @@ def test_stats_count_bytes_and_datagrams() -> None:
     server = make_server()
     session = join(server, A)  # hello 31 in, challenge 48 out, hello 31 in, welcome 27 out
     say(server, session, 0, 0, "abc", A, 0.0)  # 32 in: A joins by it
-    drain(server, 0.0)  # Named 44 out, ack 31 out
-    feed(server, Ack(session, 1, 1, 0), A, 0.5)  # 31 in
+    drain(server, 0.0)  # Named 44 out, ack 35 out
+    feed(server, Ack(session, 1, 1, 0), A, 0.5)  # 35 in
     server.receive_datagram(b"xy\n", B, 0.5)  # 3 in: B joins and speaks, which A hears
     server.reply("hello", 1.0)  # to B: 6 out
     server.receive_datagram(b"\xf9", C, 2.0)  # 1 in, dropped
     assert [len(data) for data, _ in drain(server, 2.0)] == [6, 57, 60]
     stats = server.stats
-    assert (stats["datagrams_in"], stats["bytes_in"]) == (6, 31 + 31 + 32 + 31 + 3 + 1)
-    assert (stats["datagrams_out"], stats["bytes_out"]) == (7, 48 + 27 + 44 + 31 + 6 + 57 + 60)
+    assert (stats["datagrams_in"], stats["bytes_in"]) == (6, 31 + 31 + 32 + 35 + 3 + 1)
+    assert (stats["datagrams_out"], stats["bytes_out"]) == (7, 48 + 27 + 44 + 35 + 6 + 57 + 60)
     assert stats["dropped:truncated"] == 1
 
 

@@ -144,6 +144,10 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
 )
 
 
+#: Messages remembered so that one handed over twice is shown once.
+_RECENT = 256
+
+
 class ClientCore(Endpoint):
     """Talks to one server at ``server``.
 
@@ -177,6 +181,8 @@ class ClientCore(Endpoint):
         self.refusal: str | None = None
         self._renaming = False
         self._seen = -1.0  # the time of the newest message seen (-1: none), for a rejoin
+        self._recent: set[Said] = set()  # the last _RECENT messages shown
+        self._recent_order: deque[Said] = deque()
         self._randbits = randbits
         #: The same in every join of this run, so a room spanning servers knows us
         #: when we land on another one (never 0, which means "none"). Not drawn
@@ -337,7 +343,7 @@ class ClientCore(Endpoint):
     # -- timers -------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """When the next hello, retransmission, keepalive or silence report is due.
+        """When the next hello, retransmission, delayed ack, keepalive or silence report is due.
 
         Valid after :meth:`datagrams_to_send`, which the I/O layer calls after every input.
         """
@@ -350,9 +356,12 @@ class ClientCore(Endpoint):
             return None
         deadline = session.sender.deadline()
         if deadline is None:
-            return session.last_sent + self._keepalive
-        silent_at = self._silent_deadline(session)
-        return deadline if silent_at is None else min(deadline, silent_at)
+            deadline = session.last_sent + self._keepalive
+        else:
+            silent_at = self._silent_deadline(session)
+            deadline = deadline if silent_at is None else min(deadline, silent_at)
+        acking = session.receiver.ack_deadline()  # an ack held back (see Receiver)
+        return deadline if acking is None else min(deadline, acking)
 
     def handle_timer(self, now: float) -> None:
         """Retransmit, keep alive, report silence, or give up, as due."""
@@ -424,6 +433,15 @@ class ClientCore(Endpoint):
 
     def _receive_chat(self, message: object) -> None:
         if isinstance(message, Said):
+            # A room spanning servers can hand one message over twice when a split
+            # heals while we move between its servers: the server's time tells.
+            if message in self._recent:
+                self._drop("duplicate-message")
+                return
+            self._recent.add(message)
+            self._recent_order.append(message)
+            if len(self._recent_order) > _RECENT:
+                self._recent.discard(self._recent_order.popleft())
             self._seen = max(self._seen, message.time)
         match message:
             case Said(kind=SaidKind.REPLY, text=text):

@@ -43,6 +43,13 @@ class Config:
     reorder_window: int = 128
     #: A packet is retransmitted at once after this many acks skip over it.
     fast_retransmit_after: int = 3
+    #: Longest a receiver holds an ack for packets that arrived in order (QUIC's
+    #: max_ack_delay, RFC 9000 §13.2.1): a lone message is acknowledged this late,
+    #: so its sender's retransmission timeout allows for it (RFC 9002's PTO).
+    ack_delay: float = 0.025
+    #: An ack goes at once when this many packets are unacknowledged (RFC 9000
+    #: §13.2.2: every second one); out of order or duplicate: at once. 1: always at once.
+    ack_every: int = 2
     #: Packet numbers remembered per session, so none is accepted twice (RFC 6479).
     replay_window: int = 1024
     #: How often the server draws a new secret for handshake cookies (the previous
@@ -104,5 +111,10 @@ class Config:
             raise LocalProtocolError("window must be between 1 and min(reorder_window, 64)")
         if self.reorder_window > 2**20:
             raise LocalProtocolError("reorder_window is unreasonably large")
+        if not 0 <= self.ack_delay < self.rto_min:
+            # A timeout shorter than the delay would retransmit what was received.
+            raise LocalProtocolError("ack_delay must be at least 0 and below rto_min")
+        if self.ack_every < 1:
+            raise LocalProtocolError("ack_every must be at least 1")
         if self.max_datagram < 64:
             raise LocalProtocolError("max_datagram must be at least 64 bytes")

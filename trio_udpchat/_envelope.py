@@ -8,7 +8,8 @@ comes from, how people see that server, and its number there (so a server
 knows its own events when the bus hands them back)::
 
     {"from": server id, "label": str, "n": int, "event": "said" | "presence" | "whisper", ...}
-      said      "sender": key, "name": str, "text": str, "time": float, "kind": int
+      said      "sender": key, "name": str, "text": str, "time": float, "kind": int,
+                "owner": str
       presence  "subject": key, "what": int, "name": str, "detail": str, "time": float,
                 "crowd": int, "owner": str, "quiet": bool
       whisper   "to": key, "name": str, "text": str, "time": float
@@ -44,10 +45,10 @@ def encode_envelope(envelope: Envelope, key: Callable[[MemberId], str]) -> bytes
         "n": envelope.number,
     }
     match envelope.event:
-        case RoomSaid(sender=sender, name=name, text=text, time=time, kind=kind):
+        case RoomSaid(sender=sender, name=name, text=text, time=time, kind=kind, owner=owner):
             sender_key = "" if sender is None else key(sender)
             body: dict[str, Any] = {"event": "said", "sender": sender_key, "name": name}
-            body |= {"text": text, "time": time, "kind": int(kind)}
+            body |= {"text": text, "time": time, "kind": int(kind), "owner": owner}
         case RoomPresence() as presence:
             body = {
                 "event": "presence",
@@ -123,7 +124,8 @@ def decode_envelope_untrusted(data: bytes) -> Envelope:
         case "said":
             sender = fields.text("sender") or None
             name, text, time = fields.text("name"), fields.text("text"), fields.time("time")
-            event = RoomSaid(sender, name, text, time, fields.enum("kind", SaidKind))
+            kind = fields.enum("kind", SaidKind)
+            event = RoomSaid(sender, name, text, time, kind, fields.text("owner"))
         case "presence":
             event = RoomPresence(
                 fields.text("subject"),

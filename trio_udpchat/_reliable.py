@@ -67,7 +67,16 @@ class Packet:
 class Sender:
     """The sending half of a reliable session."""
 
-    __slots__ = ("_config", "_fragment", "_in_flight", "_next_seq", "_queue", "_stats", "rtt")
+    __slots__ = (
+        "_config",
+        "_due",
+        "_fragment",
+        "_in_flight",
+        "_next_seq",
+        "_queue",
+        "_stats",
+        "rtt",
+    )
 
     def __init__(
         self, config: Config, stats: Counter[str], data_overhead: int = DATA_OVERHEAD
@@ -80,6 +89,10 @@ class Sender:
         self._next_seq = 0
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
         self._queue: deque[Packet] = deque()
+        #: The earliest deadline in flight (not sacked), ``None`` until computed again.
+        #: A relay asks every member's sender for it at every flush (transmit, the
+        #: timer): scanning the whole window each time was a per-member cost.
+        self._due: float | None = math.inf
 
     @property
     def in_flight(self) -> int:
@@ -115,7 +128,9 @@ class Sender:
         self._next_seq += 1
         return packet
 
-    def on_ack(self, next_wire: int, bitmap: int, now: float) -> list[Message] | None:
+    def on_ack(
+        self, next_wire: int, bitmap: int, now: float, ack_delay: float = 0.0
+    ) -> list[Message] | None:
         """Apply an ack; return the messages it completed, oldest first.
 
         Only the cumulative part (every seq below ``next``) completes packets: the
@@ -128,7 +143,8 @@ class Sender:
         bitmap), the one whose arrival most likely sent it; older packets it
         covers may have waited for a lost ack, and sampling each cost a relay
         time on every ack. Karn's rule still holds: no sample if that packet
-        was retransmitted.
+        was retransmitted. ``ack_delay`` is how long the receiver says it held
+        the ack (seconds): not part of the round trip.
         """
         if not self._in_flight:
             return []
@@ -147,14 +163,15 @@ class Sender:
                 message.unacked -= 1
                 if message.unacked == 0:
                     done.append(message)
+        self._due = None  # packets left, were sacked, or fall due now (fast retransmit)
         highest = next_seq - 1
-        for seq, packet in self._in_flight.items():
+        for seq, packet in self._in_flight.items() if bitmap else ():  # the common ack: none
             if not packet.sacked and _is_acked(seq, next_seq, bitmap):
                 packet.sacked = True
                 newest = packet
                 highest = seq
         if newest is not None and newest.transmissions == 1:  # Karn: unambiguous only
-            self.rtt.sample(now - newest.sent_at)
+            self.rtt.sample(now - newest.sent_at, ack_delay)
         threshold = self._config.fast_retransmit_after
         for seq, packet in self._in_flight.items():
             if seq > highest:
@@ -173,11 +190,13 @@ class Sender:
         for :meth:`failed`.
         """
         limit = self._config.max_transmissions
-        out = [
-            packet
-            for packet in self._in_flight.values()
-            if packet.deadline <= now and packet.transmissions < limit and not packet.sacked
-        ]
+        out = []
+        if self._earliest() <= now:
+            out = [
+                packet
+                for packet in self._in_flight.values()
+                if packet.deadline <= now and packet.transmissions < limit and not packet.sacked
+            ]
         for packet in out:
             self._stats["retransmissions"] += 1
             if packet.fast_pending:
@@ -185,13 +204,25 @@ class Sender:
             else:
                 packet.timeouts += 1
             self._sent(packet, now)
+        if out:
+            self._due = None  # their deadlines moved later
         while self._queue and len(self._in_flight) < self._config.window:
             packet = self._queue.popleft()
             packet.first_sent = now
             self._in_flight[packet.seq] = packet
             self._sent(packet, now)
+            if self._due is not None:
+                self._due = min(self._due, packet.deadline)
             out.append(packet)
         return out
+
+    def _earliest(self) -> float:
+        """The earliest deadline of a packet in flight and not sacked (``inf``: none)."""
+        due = self._due
+        if due is None:
+            waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
+            due = self._due = min(waiting, default=math.inf)
+        return due
 
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
@@ -207,8 +238,7 @@ class Sender:
         if not self._in_flight:
             return None
         oldest = next(iter(self._in_flight.values()))
-        waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
-        return min(self._give_up_at(oldest), *waiting)
+        return min(self._give_up_at(oldest), self._earliest())
 
     def _give_up_at(self, packet: Packet) -> float:
         # The one expression both deadline() and failed() use, so rounding cannot
@@ -242,7 +272,15 @@ class Sender:
 
 @dataclass(slots=True)
 class Receiver:
-    """The receiving half of a reliable session."""
+    """The receiving half of a reliable session, and when it owes an ack.
+
+    Acks are delayed as in QUIC (RFC 9000 §13.2.1-2): an ack goes at once when
+    ``config.ack_every`` packets are unacknowledged, or when a packet arrives out
+    of order, leaves a gap, or is a duplicate (so the sender learns of a loss,
+    or of a lost ack, without waiting); otherwise at most ``config.ack_delay``
+    after the first packet it covers. A relay's members each ack every second
+    message instead of every one, which halves the acks the server must take in.
+    """
 
     config: Config
     stats: Counter[str]
@@ -251,16 +289,25 @@ class Receiver:
     _assembly: list[bytes] = field(default_factory=list)
     _assembly_size: int = 0
     _discarding: bool = False
+    _owed: int = 0  # packets that arrived since the last ack (0: no ack owed)
+    _ack_at: float = math.inf  # when the owed ack must go
+    #: When the last new packet arrived: the one whose ack the sender times (it
+    #: samples the newest packet an ack newly covers; see Sender.on_ack).
+    _arrived_at: float = 0.0
 
-    def on_data(self, seq_wire: int, flags: int, payload: bytes) -> list[bytes]:
-        """Take in one packet; return the messages it completed, in order."""
+    def on_data(self, seq_wire: int, flags: int, payload: bytes, now: float) -> list[bytes]:
+        """Take in one packet, arrived at ``now``; return the messages it completed, in order."""
         seq = expand_u32(seq_wire, self.next_seq)
         if seq < self.next_seq or seq in self._buffer:
             self.stats["dropped:duplicate"] += 1
+            self._owe(now, at_once=True)  # our ack was lost, or is late: repeat it now
             return []
         if seq >= self.next_seq + self.config.reorder_window:
             self.stats["dropped:beyond-window"] += 1
+            self._owe(now, at_once=True)
             return []
+        in_order = seq == self.next_seq and not self._buffer  # nothing missing, before or after
+        self._arrived_at = now
         self._buffer[seq] = (flags, payload)
         complete: list[bytes] = []
         while self.next_seq in self._buffer:
@@ -271,7 +318,35 @@ class Receiver:
             message = self._assemble(flags, payload)
             if message is not None:
                 complete.append(message)
+        self._owe(now, at_once=not in_order)
         return complete
+
+    def _owe(self, now: float, at_once: bool) -> None:
+        # A deadline only ever moves earlier: the first packet an ack covers sets it.
+        self._owed += 1
+        due = now if at_once or self._owed >= self.config.ack_every else now + self.config.ack_delay
+        self._ack_at = min(self._ack_at, due)
+
+    def hurry(self, now: float) -> None:
+        """Make an owed ack due at ``now`` (say, before the endpoint goes away)."""
+        if self._owed:
+            self._ack_at = min(self._ack_at, now)
+
+    def ack_deadline(self) -> float | None:
+        """When the ack owed must go (at or before a past time: now); ``None`` if none is owed."""
+        return self._ack_at if self._owed else None
+
+    def take_ack(self, now: float) -> tuple[int, int, int]:
+        """``(next, bitmap, delay)`` for an Ack frame sent at ``now``; no ack is owed after.
+
+        ``delay`` is in microseconds since the last new packet arrived: what the
+        sender subtracts from its round-trip sample.
+        """
+        self._owed = 0
+        self._ack_at = math.inf
+        next_seq, bitmap = self.ack_fields()
+        delay = min(max(round((now - self._arrived_at) * 1e6), 0), _WRAP - 1)
+        return next_seq, bitmap, delay
 
     def _assemble(self, flags: int, payload: bytes) -> bytes | None:
         more = bool(flags & FLAG_MORE)

@@ -68,6 +68,9 @@ class RoomSaid:
     text: str
     time: float
     kind: SaidKind
+    #: Who holds the sender's name across servers (only with a bus): a sender that
+    #: moved to another server is not shown its own message there.
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,8 @@ class Room:
         self.remote: dict[str, Remote] = {}
         self._remote_names: dict[str, str] = {}
         self._evicted: list[MemberId] = []
+        #: Local members by who holds their name (see :meth:`Member.owner`).
+        self._owners: dict[str, MemberId] = {}
 
     # -- outputs -----------------------------------------------------------------
 
@@ -257,6 +262,7 @@ class Room:
         member.name = name
         self.members[member_id] = member
         self._by_name[name_key(name)] = member_id
+        self._owners[owner] = member_id
         if problem is not None:
             self._deliver(member_id, Refused(RefusedWhy.NAME, f"{problem}; for now you are {name}"))
         if not plain:
@@ -287,6 +293,8 @@ class Room:
         del self._by_name[name_key(member.name)]
         crowd = self._crowd() + 1
         owner = member.owner(self.key_of(member_id))
+        if self._owners.get(owner) == member_id:
+            del self._owners[owner]
         left = PresenceKind.LEFT
         self._publish(
             RoomPresence(member_id, left, member.name, reason, self._wall(now), crowd, owner)
@@ -400,8 +408,10 @@ class Room:
             case RoomSaid(sender=sender, name=name, text=text, time=time, kind=kind):
                 said = Said(name, text, time, kind)
                 self._remember(said)
+                # The sender, here or (having moved here) as a member of ours now.
+                moved = self._owners.get(event.owner) if origin is not None else None
                 for member_id in self.members:
-                    if member_id != sender:
+                    if member_id != sender and member_id != moved:
                         self._deliver(member_id, said)
                 if origin is not None:
                     remote = self.remote.get(str(sender))
@@ -563,6 +573,9 @@ class Room:
         del self.members[member.id]
         if self._by_name.get(name_key(member.name)) == member.id:
             del self._by_name[name_key(member.name)]
+        owner = member.owner(self.key_of(member.id))
+        if self._owners.get(owner) == member.id:
+            del self._owners[owner]
 
     def _crowd(self) -> int:
         return len(self.members) + len(self.remote)
@@ -593,7 +606,9 @@ class Room:
 
     def _said(self, member: Member, text: str, kind: SaidKind, now: float) -> None:
         if self._allowed(member, now):
-            self._publish(RoomSaid(member.id, member.name, text, self._wall(now), kind))
+            owner = "" if self.local_bus else member.owner(self.key_of(member.id))
+            said = RoomSaid(member.id, member.name, text, self._wall(now), kind, owner)
+            self._publish(said)
 
     def _show_operator(self, member: Member, text: str, time: float, kind: SaidKind) -> None:
         if self._crowd() <= 1 and kind == SaidKind.SAY:

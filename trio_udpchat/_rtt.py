@@ -20,17 +20,26 @@ class RttEstimator:
         self.rttvar = 0.0
         self.rto = config.rto_initial
 
-    def sample(self, rtt: float) -> None:
-        """Fold in one measured round trip of ``rtt`` seconds."""
-        rtt = max(rtt, 0.0)
+    def sample(self, rtt: float, ack_delay: float = 0.0) -> None:
+        """Fold in one measured round trip of ``rtt`` seconds, of which the receiver
+        says it held the ack ``ack_delay`` seconds.
+
+        The delay is subtracted (RFC 9002 §5.3), capped at ``config.ack_delay``: a
+        peer that claims more can shrink a sample by no more than an honest one,
+        and ``rto_min`` exceeds that cap, so the timeout stays sane. (RFC 9002 also
+        keeps a sample from dropping below the smallest one seen; here that would
+        leave the first sample, usually a delayed ack of the Join, inflated.)
+        """
+        rtt = max(rtt - min(max(ack_delay, 0.0), self._config.ack_delay), 0.0)
         if self.srtt is None:
             self.srtt = rtt
             self.rttvar = rtt / 2
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        # RFC 6298 (2.3) with a clock granularity G of 1 ms, then clamped.
-        rto = self.srtt + max(0.001, 4 * self.rttvar)
+        # RFC 6298 (2.3) with a clock granularity G of 1 ms, plus the longest the
+        # peer may hold its ack (RFC 9002's PTO), then clamped.
+        rto = self.srtt + max(0.001, 4 * self.rttvar) + self._config.ack_delay
         self.rto = min(max(rto, self._config.rto_min), self._config.rto_max)
 
     def backed_off(self, transmissions: int) -> float:

@@ -291,6 +291,11 @@ async def run_server(
                 await driver.linger(core.pending, core.config.linger)
                 nursery.cancel_scope.cancel()
         finally:
+            # Acks held back go now (shielded, briefly, as the client's goodbye):
+            # a client whose last message was shown must not think it lost.
+            core.send_held_acks(trio.current_time())
+            with trio.move_on_after(core.config.goodbye_timeout, shield=True):
+                await driver.flush()
             _logger.info("on exit: %s", stats_line(core.stats_summary()))
 
 

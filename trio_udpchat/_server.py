@@ -125,7 +125,8 @@ class ServerCore(Endpoint):
         #: Recently ended sessions: id -> (the receiver's next seq, when it ended).
         self._ended: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._dirty: set[int] = set()  # sessions that may have something to send
-        self._busy: set[int] = set()  # sessions with packets in flight (they have timers)
+        #: Sessions with timers: packets in flight, or an ack held back (``Receiver``).
+        self._busy: set[int] = set()
         #: The last message encoded for members, and its bytes: the room hands one
         #: message to many members in a row, and encoding it once per member showed
         #: up as a tenth of a relay's time.
@@ -287,6 +288,16 @@ class ServerCore(Endpoint):
             if message.text is not None
         ]
 
+    def send_held_acks(self, now: float) -> None:
+        """Make every ack held back (``Config.ack_delay``) go with the next
+        :meth:`datagrams_to_send`: before the server stops, so each client learns
+        that its last messages arrived (they were shown here)."""
+        for session_id in self._busy:
+            session = self._clients[session_id].session
+            if session.receiver.ack_deadline() is not None:
+                session.receiver.hurry(now)
+                self._dirty.add(session_id)
+
     # -- timers -------------------------------------------------------------
 
     def get_timer(self) -> float | None:
@@ -295,7 +306,7 @@ class ServerCore(Endpoint):
         if self.link is not None:
             deadlines.append(self.link.get_timer())
         for session_id in list(self._busy):
-            deadline = self._clients[session_id].session.sender.deadline()
+            deadline = self._clients[session_id].session.deadline()
             if deadline is None:
                 self._busy.discard(session_id)
             else:
@@ -331,7 +342,7 @@ class ServerCore(Endpoint):
                 continue
             session = client.session
             out.extend((data, session.peer) for data in session.datagrams(now))
-            if session.sender.in_flight:
+            if session.sender.in_flight or session.receiver.ack_deadline() is not None:
                 self._busy.add(session_id)
         self._dirty.clear()
 

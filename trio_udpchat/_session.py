@@ -36,7 +36,6 @@ class Session:
     """
 
     __slots__ = (
-        "_ack_due",
         "_encode",
         "_next_pn",
         "_replay",
@@ -65,7 +64,6 @@ class Session:
         self._encode = encode
         self._next_pn = 0
         self._replay = ReplayWindow(config.replay_window)
-        self._ack_due = False
         self.last_heard = now
         self.last_sent = now
 
@@ -82,16 +80,17 @@ class Session:
         self.last_heard = now
         match frame:
             case Data(seq=seq, flags=flags, payload=payload):
-                self._ack_due = True
-                arrivals.messages = self.receiver.on_data(seq, flags, payload)
-            case Ack(next=next_seq, bitmap=bitmap):
-                self._acked(next_seq, bitmap, now, arrivals)
+                arrivals.messages = self.receiver.on_data(seq, flags, payload, now)
+            case Ack(next=next_seq, bitmap=bitmap, delay=delay):
+                self._acked(next_seq, bitmap, now, arrivals, delay / 1e6)
             case Bye(next=next_seq):
                 self._acked(next_seq, 0, now, arrivals)
         return arrivals
 
-    def _acked(self, next_seq: int, bitmap: int, now: float, arrivals: Arrivals) -> None:
-        delivered = self.sender.on_ack(next_seq, bitmap, now)
+    def _acked(
+        self, next_seq: int, bitmap: int, now: float, arrivals: Arrivals, delay: float = 0.0
+    ) -> None:
+        delivered = self.sender.on_ack(next_seq, bitmap, now, delay)
         if delivered is None:
             arrivals.bad_ack = True
         else:
@@ -103,18 +102,27 @@ class Session:
         return self.sender.offer(text, payload)
 
     def datagrams(self, now: float) -> list[bytes]:
-        """Everything this session should send now: due data, then an ack if one is owed."""
+        """Everything this session should send now: due data, then an ack if one is due."""
         out = [
             self._encode.data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload)
             for p in self.sender.transmit(now)
         ]
-        if self._ack_due:
-            self._ack_due = False
-            next_seq, bitmap = self.receiver.ack_fields()
-            out.append(self._encode.frame(Ack(self.id, self._pn(), next_seq, bitmap)))
+        ack_at = self.receiver.ack_deadline()
+        if ack_at is not None and ack_at <= now:
+            next_seq, bitmap, delay = self.receiver.take_ack(now)
+            out.append(self._encode.frame(Ack(self.id, self._pn(), next_seq, bitmap, delay)))
         if out:
             self.last_sent = now
         return out
+
+    def deadline(self) -> float | None:
+        """When :meth:`datagrams` next has work (a retransmission, a give-up to check,
+        a delayed ack), or ``None``; new data goes out at every flush regardless."""
+        sending = self.sender.deadline()
+        acking = self.receiver.ack_deadline()
+        if sending is None or acking is None:
+            return acking if sending is None else sending
+        return min(sending, acking)
 
     def bye(self) -> bytes:
         """The goodbye frame, with a last cumulative ack."""

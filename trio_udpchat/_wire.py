@@ -21,8 +21,10 @@ UDP's 16-bit checksum is dropped rather than believed. Integers are big-endian;
                                                                 it forgets sessions silent this long
     Data       0x03  session u64, pn u32, seq u32, flags u8,    one reliable packet: a message
                      payload (rest)                             or a fragment of one
-    Ack        0x04  session u64, pn u32, next u32, bitmap u64  every seq below ``next`` arrived,
-                                                                and ``next + 1 + i`` per set bit i
+    Ack        0x04  session u64, pn u32, next u32, bitmap u64, every seq below ``next`` arrived,
+                     delay u32                                  and ``next + 1 + i`` per set bit i;
+                                                                sent ``delay`` microseconds after
+                                                                the last new packet arrived
     Bye        0x05  session u64, pn u32, next u32              client leaves; ``next`` acks
                                                                 as in Ack
     Reset      0x06  session u64, next u32, known u8            server: I hold no such session;
@@ -70,7 +72,7 @@ _CHALLENGE: Final = struct.Struct("!Q16sB16s")
 _DENIED: Final = struct.Struct("!Q")
 _WELCOME: Final = struct.Struct("!QQI")
 _DATA: Final = struct.Struct("!QIIB")
-_ACK: Final = struct.Struct("!QIIQ")
+_ACK: Final = struct.Struct("!QIIQI")
 _BYE: Final = struct.Struct("!QII")
 _RESET: Final = struct.Struct("!QIB")
 _CRC: Final = struct.Struct("!I")
@@ -137,12 +139,18 @@ class Data:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """Which reliable packets of ``session`` arrived (see the layout table)."""
+    """Which reliable packets of ``session`` arrived (see the layout table).
+
+    ``delay`` is how long, in microseconds, the receiver held this ack after the
+    last new packet arrived (acks may wait, see ``Config.ack_delay``): the sender
+    subtracts it from its round-trip sample, as QUIC does (RFC 9002 §5.3).
+    """
 
     session: int
     pn: int
     next: int
     bitmap: int
+    delay: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +272,8 @@ def _encode_body(frame: Frame) -> bytes:
             if flags & ~_KNOWN_FLAGS:
                 raise LocalProtocolError(f"unknown data flags {flags:#04x}")
             return _pack(_DATA, session, pn, seq, flags) + payload
-        case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap):
-            return _pack(_ACK, session, pn, next_seq, bitmap)
+        case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap, delay=delay):
+            return _pack(_ACK, session, pn, next_seq, bitmap, delay)
         case Bye(session=session, pn=pn, next=next_seq):
             return _pack(_BYE, session, pn, next_seq)
         case Reset(session=session, next=next_seq, known=known):
