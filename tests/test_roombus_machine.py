@@ -77,6 +77,9 @@ class RoomAcrossServers(RuleBasedStateMachine):
 
     @rule(server=st.integers(0, SERVERS - 1), deaf=st.booleans())
     def broadcasts_lost(self, server: int, deaf: bool) -> None:
+        # A server that hears nothing back within bus_timeout goes on alone: a split.
+        # (A gap filled in time is tests/test_roombus.py's.)
+        self.split = self.split or deaf
         (self.cluster.bus.deaf.add if deaf else self.cluster.bus.deaf.discard)(f"s{server}")
 
     @rule(who=st.integers(0, len(NAMES) - 1), server=st.integers(0, SERVERS - 1))
