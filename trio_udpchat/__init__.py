@@ -5,6 +5,7 @@ codec in :func:`encode_frame` / :func:`decode_frame_untrusted`); the Trio layer
 runs it over a socket (:func:`run_server`, :func:`run_client`).
 """
 
+from ._bus import BusPort as BusPort
 from ._client import ClientCore as ClientCore
 from ._config import Config as Config
 from ._errors import LocalProtocolError as LocalProtocolError
@@ -25,12 +26,14 @@ from ._events import PeerJoined as PeerJoined
 from ._events import PeerLeft as PeerLeft
 from ._events import PeerMoved as PeerMoved
 from ._events import PendingListed as PendingListed
+from ._events import RoomNotice as RoomNotice
 from ._events import ServerAnswered as ServerAnswered
 from ._events import ServerRefused as ServerRefused
 from ._events import ServerSilent as ServerSilent
 from ._events import SessionLost as SessionLost
 from ._events import SessionStarted as SessionStarted
 from ._events import StatsListed as StatsListed
+from ._membus import MemoryBus as MemoryBus
 from ._run import Terminal as Terminal
 from ._run import run_client as run_client
 from ._run import run_server as run_server
@@ -52,6 +55,7 @@ from ._wire import encode_frame as encode_frame
 __all__ = [
     "Ack",
     "Address",
+    "BusPort",
     "Bye",
     "ClientCore",
     "CommandRejected",
@@ -64,6 +68,7 @@ __all__ = [
     "HelpListed",
     "Listening",
     "LocalProtocolError",
+    "MemoryBus",
     "MessageDelivered",
     "MessageReceived",
     "MessageTooLong",
@@ -75,6 +80,7 @@ __all__ = [
     "PendingListed",
     "ProtocolError",
     "RemoteProtocolError",
+    "RoomNotice",
     "Reset",
     "RoundTrip",
     "ServerAnswered",
