@@ -12,6 +12,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,14 +78,34 @@ def room_lines(client: Program) -> list[str]:
     return re.findall(pattern, text, flags=re.MULTILINE)
 
 
-def test_two_servers_share_one_room_in_one_order(
-    launcher: Launcher, redis_server: RedisServer
-) -> None:
-    _, port1 = bus_server(launcher, redis_server, "op1")
-    _, port2 = bus_server(launcher, redis_server, "op2")
+@dataclass
+class Room:
+    """Two servers on one bus: alice and carol on the first, bob on the second."""
+
+    op1: Program
+    port1: int
+    op2: Program
+    port2: int
+    alice: Program
+    bob: Program
+    carol: Program
+
+
+def two_servers(launcher: Launcher, redis: RedisServer) -> Room:
+    """Start :class:`Room`'s servers and members."""
+    op1, port1 = bus_server(launcher, redis, "op1")
+    op2, port2 = bus_server(launcher, redis, "op2")
     alice = member(launcher, port1, "alice")
     carol = member(launcher, port1, "carol")
     bob = member(launcher, port2, "bob")
+    return Room(op1, port1, op2, port2, alice, bob, carol)
+
+
+def test_two_servers_share_one_room_in_one_order(
+    launcher: Launcher, redis_server: RedisServer
+) -> None:
+    room = two_servers(launcher, redis_server)
+    alice, bob, carol, port1 = room.alice, room.bob, room.carol, room.port1
     for round_ in range(3):  # all at once: the bus picks one order for everyone
         for client, nick in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
             client.write_line(f"{nick} {round_}")
@@ -119,11 +140,8 @@ def test_a_name_is_unique_across_servers(launcher: Launcher, redis_server: Redis
 def test_redis_killed_and_restarted_mid_conversation(
     launcher: Launcher, redis_server: RedisServer
 ) -> None:
-    op1, port1 = bus_server(launcher, redis_server, "op1")
-    op2, port2 = bus_server(launcher, redis_server, "op2")
-    alice = member(launcher, port1, "alice")
-    carol = member(launcher, port1, "carol")
-    bob = member(launcher, port2, "bob")
+    room = two_servers(launcher, redis_server)
+    alice, bob, carol, op1, op2 = room.alice, room.bob, room.carol, room.op1, room.op2
     alice.write_line("before")
     said(bob, "alice", "before")
     redis_server.kill()
@@ -148,11 +166,8 @@ def test_redis_killed_and_restarted_mid_conversation(
 def test_a_paused_redis_does_not_stall_local_delivery(
     launcher: Launcher, redis_server: RedisServer
 ) -> None:
-    _, port1 = bus_server(launcher, redis_server, "op1")
-    _, port2 = bus_server(launcher, redis_server, "op2")
-    alice = member(launcher, port1, "alice")
-    carol = member(launcher, port1, "carol")
-    bob = member(launcher, port2, "bob")
+    room = two_servers(launcher, redis_server)
+    alice, bob, carol = room.alice, room.bob, room.carol
     redis_server.pause()
     start = time.monotonic()
     alice.write_line("are you there")

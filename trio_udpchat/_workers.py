@@ -140,6 +140,9 @@ class _Supervisor:
         self._stop_timeout = stop_timeout
         self._children: list[_Child] = []
         self._stopping = trio.Event()
+        # Set once every worker listens (or they are stopping): what a worker prints
+        # after its first line waits for this, so the Listening line comes first.
+        self._released = trio.Event()
         self.status = 0
         self.done = trio.Event()
 
@@ -148,6 +151,7 @@ class _Supervisor:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        self._released.set()
         for child in self._children:
             if not child.ended:
                 child.process.send_signal(signal.SIGTERM)
@@ -231,19 +235,21 @@ class _Supervisor:
         if first is None:
             return
         child.said = first
-        for held in child.held:
-            self._report.output(child.index, "stderr", held)
-        child.held.clear()
         ready = [c for c in self._children if c.said is not None]
         if len(ready) == self._count and not self._stopping.is_set():
             workers = [Worker(c.index, c.process.pid, c.said or b"") for c in ready]
             self._report.listening(workers)
+            self._released.set()
+        await self._released.wait()
+        for held in child.held:
+            self._report.output(child.index, "stderr", held)
+        child.held.clear()
         while (line := await lines.next()) is not None:
             self._report.output(child.index, "stdout", line)
 
     async def _pump_stderr(self, child: _Child, lines: _Lines) -> None:
         while (line := await lines.next()) is not None:
-            if child.said is not None:
+            if child.said is not None and self._released.is_set():
                 self._report.output(child.index, "stderr", line)
             elif len(child.held) < _MAX_HELD:
                 child.held.append(line)
