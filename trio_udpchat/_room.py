@@ -208,6 +208,8 @@ class Room:
 
     def take_evicted(self) -> list[MemberId]:
         """Members that moved to another server of the room: end their sessions quietly."""
+        if not self._evicted:  # nearly always, and this is on every datagram's path
+            return []
         out, self._evicted = self._evicted, []
         return out
 
