@@ -496,13 +496,19 @@ class RedisBus:
             # One at a time, in order: the room's order is the order of publishes.
             with _calling_core():
                 commands = self._port.bus_commands()
+            changed = False
             for command in commands:
                 result = await self._in_time(self._execute(client, scripts, command))
                 self._last_reply = trio.current_time()
                 if result is not None:
                     with _calling_core():
                         self._port.bus_result(result, self._last_reply)
-                        await self._flush()
+                    # A Published answer changes nothing (the broadcast does): a flush
+                    # for it would cost a pass over every busy session for nothing.
+                    changed = changed or not isinstance(result, Published)
+            if changed:
+                with _calling_core():
+                    await self._flush()
 
     async def _keepalive(self, client: Redis[bytes]) -> None:
         # Without traffic, a Redis that stopped answering (SIGSTOP, a dead

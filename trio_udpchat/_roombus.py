@@ -28,6 +28,7 @@ from ._bus import (
     Fetched,
     PresenceRecord,
     Publish,
+    Published,
     Refresh,
     Refreshed,
 )
@@ -190,7 +191,10 @@ class BusLink:
             self.room.apply(envelope.event, envelope.origin)
 
     def result(self, result: BusResult, now: float) -> None:
-        """A command's answer."""
+        """A command's answer. A :class:`Published` one changes nothing: the broadcast
+        that follows it does (so the Trio layer need not flush after it)."""
+        if isinstance(result, Published):
+            return
         self._alive(now)
         match result:
             case Clashed(command=command, owner=owner):
