@@ -51,6 +51,8 @@ def _placement(settings: Settings) -> str:
 def table(result: BenchmarkResult, settings: Settings) -> str:
     """The benchmark's figures, one column per case, then its ratios and notes."""
     bench = result.benchmark
+    if result.plan.skip is not None:
+        return f"{bench.name}: skipped: {result.plan.skip}"
     reps = settings.repeat
     lines = [
         f"{bench.name}: {bench.title.format(**result.plan.params)}",
@@ -74,8 +76,8 @@ def table(result: BenchmarkResult, settings: Settings) -> str:
             [
                 f"{labels.get(r.compare.key, r.compare.key)}"
                 f" ({'higher' if r.compare.higher_is_better else 'lower'} is better)",
-                f"{r.subject} / {r.baseline}",
-                _cell(r.spread, ".2f", "x"),
+                f"{r.subject} {'-' if r.compare.difference else '/'} {r.baseline}",
+                _cell(r.spread, "+,.0f") if r.compare.difference else _cell(r.spread, ".2f", "x"),
             ]
             for r in ratios
         ]
@@ -140,6 +142,7 @@ def document(
     benchmarks: dict[str, object] = {}
     for result in results:
         bench = result.benchmark
+        skipped = {} if result.plan.skip is None else {"skipped": result.plan.skip}
         cases: dict[str, object] = {}
         for r in result.cases:
             keys = sorted({key for sample in r.samples for key in sample.figures})
@@ -151,11 +154,17 @@ def document(
                 "runs": [{"figures": s.figures, "details": s.details} for s in r.samples],
             }
         benchmarks[bench.name] = {
+            **skipped,
             "title": bench.title.format(**result.plan.params),
             "params": result.plan.params,
             "headline": bench.compare[0].key if bench.compare else None,
             "compare": [
-                {"key": c.key, "higher_is_better": c.higher_is_better} for c in bench.compare
+                {
+                    "key": c.key,
+                    "higher_is_better": c.higher_is_better,
+                    **({"difference": True} if c.difference else {}),
+                }
+                for c in bench.compare
             ],
             "elapsed_s": result.elapsed,
             "cases": cases,
@@ -164,6 +173,7 @@ def document(
                     "key": r.compare.key,
                     "subject": r.subject,
                     "baseline": r.baseline,
+                    **({"difference": True} if r.compare.difference else {}),
                     **(_spread(r.spread) or {}),
                 }
                 for r in result.ratios()

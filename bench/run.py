@@ -103,11 +103,17 @@ def _shown(path: Path) -> str:
 
 
 def summary(results: Sequence[BenchmarkResult]) -> dict[str, object]:
-    """The top of the JSON: each benchmark's own summary entries."""
+    """The top of the JSON: each benchmark's own summary entries (the entries of
+    benchmarks sharing a key, such as ``bus``, merged into one object)."""
     out: dict[str, object] = {}
     for result in results:
-        if result.benchmark.summarize is not None:
-            out.update(result.benchmark.summarize(result))
+        if result.benchmark.summarize is None:
+            continue
+        for key, value in result.benchmark.summarize(result).items():
+            before = out.get(key)
+            if isinstance(before, dict) and isinstance(value, dict):
+                value = {**before, **value}
+            out[key] = value
     return out
 
 
@@ -156,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case_timeout=args.timeout,
         pin=args.pin,
         helper_cpus=helpers,
+        client_cpus=mine,
     )
 
     def progress(message: str) -> None:
