@@ -71,7 +71,11 @@ def table(result: BenchmarkResult, settings: Settings) -> str:
     ratios = result.ratios()
     if ratios:
         labels = {c.key: c.label for c in bench.columns}
-        lines += ["", "  ratios to the baselines, this run:"]
+        differences = any(r.compare.difference for r in ratios)
+        lines += [
+            "",
+            f"  ratios{' and differences' if differences else ''} to the baselines, this run:",
+        ]
         ratio_rows = [
             [
                 f"{labels.get(r.compare.key, r.compare.key)}"

@@ -31,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import latency, relay, reliable_send, sessions, startup
+from bench import bus_latency, latency, relay, reliable_send, sessions, startup
 from bench._harness import Benchmark, BenchmarkResult, Settings, run_benchmark
 from bench._helpers import ROOT
 from bench._probe import PIN_MODES, pin, placement
@@ -44,6 +44,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     sessions.BENCHMARK,
     startup.BENCHMARK,
     reliable_send.BENCHMARK,
+    bus_latency.BENCHMARK,
 )
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
