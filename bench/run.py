@@ -31,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bus_latency, latency, relay, reliable_send, sessions, startup
+from bench import bus_latency, bus_workers, latency, relay, reliable_send, sessions, startup
 from bench._harness import Benchmark, BenchmarkResult, Settings, run_benchmark
 from bench._helpers import ROOT
 from bench._probe import PIN_MODES, pin, placement
@@ -45,6 +45,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     startup.BENCHMARK,
     reliable_send.BENCHMARK,
     bus_latency.BENCHMARK,
+    bus_workers.BENCHMARK,
 )
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
