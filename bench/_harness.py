@@ -186,7 +186,9 @@ class BenchmarkResult:
 
     def ratios(self) -> list[Ratio]:
         """The ratios of every compared figure and pair, where both sides have figures."""
-        out = []
+        out: list[Ratio] = []
+        if self.plan.skip is not None:  # nothing ran
+            return out
         pairs = self.plan.ratio_pairs()
         for compare, (subject, baseline) in itertools.product(self.benchmark.compare, pairs):
             key, minus = compare.key, compare.difference

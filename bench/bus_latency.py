@@ -107,7 +107,7 @@ def summarize(result: BenchmarkResult) -> dict[str, object]:
     """The ``bus`` summary's latency entries: the p50 and p99 the bus adds across
     servers (median and min-max of the paired repetitions), and every case's."""
     if result.plan.skip is not None:
-        return {"bus": {"latency_skipped": result.plan.skip}}
+        return {"bus": {"skipped": result.plan.skip}}
     rows: list[dict[str, object]] = []
     for case in result.cases:
         p50, p99 = case.spread("p50_us"), case.spread("p99_us")

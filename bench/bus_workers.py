@@ -181,7 +181,7 @@ def summarize(result: BenchmarkResult) -> dict[str, object]:
     over one process on the bus, and the bus alone's cost), and every case's
     deliveries/s."""
     if result.plan.skip is not None:
-        return {"bus": {"workers_skipped": result.plan.skip}}
+        return {"bus": {"skipped": result.plan.skip}}
     found = {
         (r.subject, r.baseline): _json(r.spread)
         for r in result.ratios()
