@@ -95,6 +95,9 @@ class Plan:
     #: Why nothing runs this time (a missing program or package), if so: the
     #: benchmark is reported as skipped, with this reason, and has no cases.
     skip: str | None = None
+    #: Where this benchmark puts its processes, when it does not follow ``--pin``
+    #: as the others do (said in the table instead of the run's placement).
+    placement: str | None = None
 
     def ratio_pairs(self) -> list[tuple[str, str]]:
         """The ``(subject, baseline)`` pairs whose ratios are reported."""

@@ -58,7 +58,7 @@ def table(result: BenchmarkResult, settings: Settings) -> str:
         f"{bench.name}: {bench.title.format(**result.plan.params)}",
         f"{reps} repetition{'s' if reps != 1 else ''}, interleaved; "
         + ("median (min-max)" if reps > 1 else "one value each")
-        + f"; CPUs: {_placement(settings)}; {result.elapsed:.1f} s",
+        + f"; CPUs: {result.plan.placement or _placement(settings)}; {result.elapsed:.1f} s",
         "",
     ]
     header = ["", *(r.case.name + (" (baseline)" if r.case.baseline else "") for r in result.cases)]
@@ -157,8 +157,10 @@ def document(
                 "summary": {key: _spread(r.spread(key)) for key in keys},
                 "runs": [{"figures": s.figures, "details": s.details} for s in r.samples],
             }
+        placed = {} if result.plan.placement is None else {"placement": result.plan.placement}
         benchmarks[bench.name] = {
             **skipped,
+            **placed,
             "title": bench.title.format(**result.plan.params),
             "params": result.plan.params,
             "headline": bench.compare[0].key if bench.compare else None,

@@ -139,6 +139,7 @@ BENCHMARK = Benchmark(
     notes=[
         "Target (issue 8): the p50 the bus adds across servers (bus_cross_server -"
         f" one_server) under {TARGET_ADDED_US:,.0f} us on loopback.",
+        "Redis runs on the servers' CPU; the clients on theirs.",
     ],
     summarize=summarize,
 )

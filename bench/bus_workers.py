@@ -82,6 +82,10 @@ def _servers(
     return servers
 
 
+def _listed(cpus: frozenset[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
+
+
 def _sessions(probe: dict[str, object]) -> int:
     value = probe.get("sessions")
     return value if isinstance(value, int) else 0
@@ -161,6 +165,7 @@ def plan(settings: Settings) -> Plan:
     return Plan(
         params={"k": K, "deliveries": deliveries, "size": SIZE, "window": WINDOW},
         cases=[] if skip else cases,
+        placement="as the OS schedules" if cpus is None else f"everything on CPUs {_listed(cpus)}",
         ratios=[
             (SUBJECT, "one_process"),
             ("one_process_bus", "one_process"),
