@@ -138,6 +138,10 @@ class Spread:
         """The spread of ``values`` (at least one)."""
         return cls(statistics.median(values), min(values), max(values))
 
+    def as_dict(self) -> dict[str, float]:
+        """``{"median": ..., "min": ..., "max": ...}``, as the JSON has it."""
+        return {"median": self.median, "min": self.low, "max": self.high}
+
 
 @dataclass(slots=True)
 class CaseResult:

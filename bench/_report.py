@@ -131,9 +131,7 @@ def machine() -> dict[str, object]:
 
 
 def _spread(spread: Spread | None) -> dict[str, float] | None:
-    if spread is None:
-        return None
-    return {"median": spread.median, "min": spread.low, "max": spread.high}
+    return None if spread is None else spread.as_dict()
 
 
 def document(

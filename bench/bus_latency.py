@@ -98,8 +98,7 @@ def _spread_of(result: BenchmarkResult, key: str, subject: str) -> dict[str, flo
     for ratio in result.ratios():
         compare = ratio.compare
         if compare.key == key and compare.difference and ratio.subject == subject:
-            spread = ratio.spread
-            return {"median": spread.median, "min": spread.low, "max": spread.high}
+            return ratio.spread.as_dict()
     return None
 
 

@@ -176,9 +176,7 @@ def plan(settings: Settings) -> Plan:
 
 
 def _json(spread: Spread | None) -> dict[str, float] | None:
-    return (
-        None if spread is None else {"median": spread.median, "min": spread.low, "max": spread.high}
-    )
+    return None if spread is None else spread.as_dict()
 
 
 def summarize(result: BenchmarkResult) -> dict[str, object]:
