@@ -15,6 +15,14 @@ per-address handshake rate (every benchmark client shares 127.0.0.1), and the
 numbers of sessions and members (``--max-sessions``). With ``--keyed`` the room
 has a passphrase: :data:`BENCH_KEY`, which the benchmark's members know too.
 
+With ``--bus URL`` the room is the bus room :data:`BUS_ROOM`, shared with every
+other helper on that Redis (``run_server``'s ``bus``), and the ready line says
+whether the link came up (``bus_up``). ``--port P --reuse-port`` binds a given
+port with ``SO_REUSEPORT``: two such helpers on one port and one bus are what
+``server --workers 2 --bus URL`` runs, minus the supervisor, which only passes
+the workers' output on (it is not on the path of a datagram), and with each
+worker's counters readable (``probe``).
+
 Why a subprocess running ``run_server`` rather than the CLI or the same process:
 
 * ``run_server`` with our own :class:`~trio_udpchat.ServerCore` is the real
@@ -51,6 +59,8 @@ from ._probe import cpu_list, pin
 BENCH_KEY = RoomKey(
     salt=bytes(SALT_SIZE), key=hashlib.sha256(b"trio_udpchat bench room").digest()[:KEY_SIZE]
 )
+#: The room the helpers share on a bus (each repetition has a fresh Redis).
+BUS_ROOM = "bench"
 
 
 class CountingTerminal:
@@ -126,17 +136,30 @@ async def _answer_probes(core: ServerCore) -> None:
             print(json.dumps(probe(core)), flush=True)
 
 
-async def serve(max_seconds: float, max_sessions: int, keyed: bool) -> dict[str, object]:
-    """Serve until stdin closes or ``max_seconds`` pass (with :data:`BENCH_KEY` if
-    ``keyed``); return the report."""
+async def serve(args: argparse.Namespace) -> dict[str, object]:
+    """Serve until stdin closes or ``--max-seconds`` pass (with :data:`BENCH_KEY` if
+    ``--keyed``, on the bus if ``--bus``); return the report."""
     terminal = CountingTerminal()
-    core = ServerCore(bench_config(max_sessions), key=BENCH_KEY if keyed else None)
+    core = ServerCore(bench_config(args.max_sessions), key=BENCH_KEY if args.keyed else None)
+    serving = partial(
+        run_server,
+        terminal,
+        "127.0.0.1",
+        args.port,
+        operator=False,
+        core=core,
+        bus=args.bus,
+        room=BUS_ROOM,
+        reuse_port=args.reuse_port,
+        label=args.label,
+    )
     async with trio.open_nursery() as nursery:
-        address = await nursery.start(
-            partial(run_server, terminal, "127.0.0.1", 0, operator=False, core=core)
-        )
-        print(json.dumps({"port": address[1]}), flush=True)
-        with trio.move_on_after(max_seconds):
+        address = await nursery.start(serving)
+        ready: dict[str, object] = {"port": address[1]}
+        if core.link is not None:
+            ready["bus_up"] = core.link.up
+        print(json.dumps(ready), flush=True)
+        with trio.move_on_after(args.max_seconds):
             await _answer_probes(core)
         nursery.cancel_scope.cancel()
     return {
@@ -155,9 +178,15 @@ def main() -> int:
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--cpus", type=cpu_list)
     parser.add_argument("--keyed", action="store_true", help="a room with BENCH_KEY")
+    parser.add_argument("--bus", help="share the room BUS_ROOM on this Redis (redis://...)")
+    parser.add_argument("--label", help="how the others list this server's members (--bus)")
+    parser.add_argument("--port", type=int, default=0, help="the UDP port (default: any free)")
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="share the port (SO_REUSEPORT), as a worker"
+    )
     args = parser.parse_args()
     pin(args.cpus)
-    report = trio.run(serve, args.max_seconds, args.max_sessions, args.keyed)
+    report = trio.run(serve, args)
     print(json.dumps(report), flush=True)
     return 0
 

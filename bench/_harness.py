@@ -41,6 +41,8 @@ class Settings:
     #: CPUs the helper programs (servers, peers) are given; ``None``: any.
     pin: str = "none"
     helper_cpus: frozenset[int] | None = None
+    #: The CPUs the benchmark process itself (the clients) runs on; ``None``: any.
+    client_cpus: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +75,12 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    """A figure reported as ``subject / baseline`` ratios."""
+    """A figure reported as ``subject / baseline`` ratios (or, with ``difference``,
+    as ``subject - baseline``: what the subject adds, in the figure's unit)."""
 
     key: str
     higher_is_better: bool
+    difference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,12 @@ class Plan:
     #: ``(subject, baseline)`` case names to show as ratios; by default every
     #: subject against every baseline.
     ratios: Sequence[tuple[str, str]] | None = None
+    #: Why nothing runs this time (a missing program or package), if so: the
+    #: benchmark is reported as skipped, with this reason, and has no cases.
+    skip: str | None = None
+    #: Where this benchmark puts its processes, when it does not follow ``--pin``
+    #: as the others do (said in the table instead of the run's placement).
+    placement: str | None = None
 
     def ratio_pairs(self) -> list[tuple[str, str]]:
         """The ``(subject, baseline)`` pairs whose ratios are reported."""
@@ -128,6 +138,10 @@ class Spread:
         """The spread of ``values`` (at least one)."""
         return cls(statistics.median(values), min(values), max(values))
 
+    def as_dict(self) -> dict[str, float]:
+        """``{"median": ..., "min": ..., "max": ...}``, as the JSON has it."""
+        return {"median": self.median, "min": self.low, "max": self.high}
+
 
 @dataclass(slots=True)
 class CaseResult:
@@ -145,10 +159,12 @@ class CaseResult:
 
 @dataclass(frozen=True, slots=True)
 class Ratio:
-    """``subject / baseline`` on one compared figure.
+    """``subject / baseline`` on one compared figure (``subject - baseline`` if it
+    is compared by ``difference``).
 
-    ``median`` is the ratio of the two medians; ``low``/``high`` span the ratios
-    of the repetitions paired in the order they ran (both measured back to back).
+    ``median`` is the ratio (difference) of the two medians; ``low``/``high`` span
+    the ratios (differences) of the repetitions paired in the order they ran (both
+    measured back to back).
     """
 
     compare: Compare
@@ -177,18 +193,27 @@ class BenchmarkResult:
 
     def ratios(self) -> list[Ratio]:
         """The ratios of every compared figure and pair, where both sides have figures."""
-        out = []
+        out: list[Ratio] = []
+        if self.plan.skip is not None:  # nothing ran
+            return out
         pairs = self.plan.ratio_pairs()
         for compare, (subject, baseline) in itertools.product(self.benchmark.compare, pairs):
-            key = compare.key
+            key, minus = compare.key, compare.difference
             top = [s.figures.get(key) for s in self.case(subject).samples]
             bottom = [s.figures.get(key) for s in self.case(baseline).samples]
-            paired = [t / b for t, b in zip(top, bottom, strict=False) if t is not None and b]
+            paired = [
+                t - b if minus else t / b
+                for t, b in zip(top, bottom, strict=False)
+                if t is not None and b is not None and (minus or b)
+            ]
             top_spread = self.case(subject).spread(key)
             bottom_spread = self.case(baseline).spread(key)
             if not paired or top_spread is None or bottom_spread is None:
                 continue
-            median = top_spread.median / bottom_spread.median
+            if minus:
+                median = top_spread.median - bottom_spread.median
+            else:
+                median = top_spread.median / bottom_spread.median
             spread = Spread(median, min(paired), max(paired))
             out.append(Ratio(compare, subject, baseline, spread))
         return out
@@ -200,9 +225,12 @@ def run_benchmark(
     """Run every case of ``benchmark`` ``settings.repeat`` times, interleaved.
 
     A case that raises is recorded with its error and not repeated; the others go on.
+    A plan that says why it must be skipped runs nothing.
     """
     started = time.perf_counter()
     plan = benchmark.plan(settings)
+    if plan.skip is not None:
+        progress(f"{benchmark.name}: skipped: {plan.skip}")
     results = [CaseResult(case) for case in plan.cases]
     for repetition in range(1, settings.repeat + 1):
         for result in results:

@@ -72,8 +72,27 @@ def placement(mode: str) -> tuple[frozenset[int] | None, frozenset[int] | None]:
 
 def pin(cpus: frozenset[int] | None) -> None:
     """Keep this process on ``cpus`` (no-op for ``None``)."""
+    pin_process(0, cpus)
+
+
+def pin_process(pid: int, cpus: frozenset[int] | None) -> None:
+    """Keep process ``pid`` (0: this one) on ``cpus`` (no-op for ``None``)."""
     if cpus is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
+        os.sched_setaffinity(pid, cpus)
+
+
+@contextmanager
+def pinned(cpus: frozenset[int] | None) -> Iterator[None]:
+    """Run this process on ``cpus`` for the block, then where it ran before."""
+    if cpus is None or not hasattr(os, "sched_getaffinity"):
+        yield
+        return
+    before = frozenset(os.sched_getaffinity(0))
+    pin(cpus)
+    try:
+        yield
+    finally:
+        pin(before)
 
 
 def cpu_list(text: str) -> frozenset[int]:

@@ -51,12 +51,14 @@ def _placement(settings: Settings) -> str:
 def table(result: BenchmarkResult, settings: Settings) -> str:
     """The benchmark's figures, one column per case, then its ratios and notes."""
     bench = result.benchmark
+    if result.plan.skip is not None:
+        return f"{bench.name}: skipped: {result.plan.skip}"
     reps = settings.repeat
     lines = [
         f"{bench.name}: {bench.title.format(**result.plan.params)}",
         f"{reps} repetition{'s' if reps != 1 else ''}, interleaved; "
         + ("median (min-max)" if reps > 1 else "one value each")
-        + f"; CPUs: {_placement(settings)}; {result.elapsed:.1f} s",
+        + f"; CPUs: {result.plan.placement or _placement(settings)}; {result.elapsed:.1f} s",
         "",
     ]
     header = ["", *(r.case.name + (" (baseline)" if r.case.baseline else "") for r in result.cases)]
@@ -69,13 +71,17 @@ def table(result: BenchmarkResult, settings: Settings) -> str:
     ratios = result.ratios()
     if ratios:
         labels = {c.key: c.label for c in bench.columns}
-        lines += ["", "  ratios to the baselines, this run:"]
+        differences = any(r.compare.difference for r in ratios)
+        lines += [
+            "",
+            f"  ratios{' and differences' if differences else ''} to the baselines, this run:",
+        ]
         ratio_rows = [
             [
                 f"{labels.get(r.compare.key, r.compare.key)}"
                 f" ({'higher' if r.compare.higher_is_better else 'lower'} is better)",
-                f"{r.subject} / {r.baseline}",
-                _cell(r.spread, ".2f", "x"),
+                f"{r.subject} {'-' if r.compare.difference else '/'} {r.baseline}",
+                _cell(r.spread, "+,.0f") if r.compare.difference else _cell(r.spread, ".2f", "x"),
             ]
             for r in ratios
         ]
@@ -125,9 +131,7 @@ def machine() -> dict[str, object]:
 
 
 def _spread(spread: Spread | None) -> dict[str, float] | None:
-    if spread is None:
-        return None
-    return {"median": spread.median, "min": spread.low, "max": spread.high}
+    return None if spread is None else spread.as_dict()
 
 
 def document(
@@ -140,6 +144,7 @@ def document(
     benchmarks: dict[str, object] = {}
     for result in results:
         bench = result.benchmark
+        skipped = {} if result.plan.skip is None else {"skipped": result.plan.skip}
         cases: dict[str, object] = {}
         for r in result.cases:
             keys = sorted({key for sample in r.samples for key in sample.figures})
@@ -150,12 +155,20 @@ def document(
                 "summary": {key: _spread(r.spread(key)) for key in keys},
                 "runs": [{"figures": s.figures, "details": s.details} for s in r.samples],
             }
+        placed = {} if result.plan.placement is None else {"placement": result.plan.placement}
         benchmarks[bench.name] = {
+            **skipped,
+            **placed,
             "title": bench.title.format(**result.plan.params),
             "params": result.plan.params,
             "headline": bench.compare[0].key if bench.compare else None,
             "compare": [
-                {"key": c.key, "higher_is_better": c.higher_is_better} for c in bench.compare
+                {
+                    "key": c.key,
+                    "higher_is_better": c.higher_is_better,
+                    **({"difference": True} if c.difference else {}),
+                }
+                for c in bench.compare
             ],
             "elapsed_s": result.elapsed,
             "cases": cases,
@@ -164,6 +177,7 @@ def document(
                     "key": r.compare.key,
                     "subject": r.subject,
                     "baseline": r.baseline,
+                    **({"difference": True} if r.compare.difference else {}),
                     **(_spread(r.spread) or {}),
                 }
                 for r in result.ratios()

@@ -34,7 +34,7 @@ WARMUP = 20
 SIZE = 100
 
 
-def _percentiles(samples_s: list[float]) -> dict[str, float]:
+def percentiles(samples_s: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(samples_s, n=100, method="inclusive")
     return {"p50_us": cuts[49] * 1e6, "p99_us": cuts[98] * 1e6}
 
@@ -88,15 +88,18 @@ class _Reader:
             self.started.set()
 
 
-async def _trips(port: int, trips: int) -> list[float]:
+async def trips_between(typist_port: int, reader_port: int, trips: int) -> list[float]:
+    """``trips`` messages, one at a time, from client A (on the server at
+    ``typist_port``) to client B (at ``reader_port``): the seconds each took."""
     typist, reader = _Typist(), _Reader()
     config = Config()
     filler = _stdlib.payload(SIZE).decode("ascii")
     out: list[float] = []
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(run_client, reader, "127.0.0.1", port, config, name="b"))
+        client = partial(run_client, host="127.0.0.1", config=config)
+        await nursery.start(partial(client, reader, port=reader_port, name="b"))
         await reader.started.wait()
-        await nursery.start(partial(run_client, typist, "127.0.0.1", port, config, name="a"))
+        await nursery.start(partial(client, typist, port=typist_port, name="a"))
         await typist.started.wait()
         for i in range(WARMUP + trips):
             line = f"{i:08d}{filler}"[:SIZE]
@@ -115,12 +118,12 @@ async def _trips(port: int, trips: int) -> list[float]:
 def measure_trio_udpchat(trips: int, timeout: float, cpus: frozenset[int] | None) -> Sample:
     """One repetition: a fresh server, two fresh clients, ``trips`` messages A -> B."""
     with Helper("_chat_server", "--max-seconds", str(timeout + 30), cpus=cpus) as server:
-        rtts = trio.run(_within, timeout, partial(_trips, server.port, trips))
+        rtts = trio.run(within, timeout, partial(trips_between, server.port, server.port, trips))
         server.finish()
-    return Sample(_percentiles(rtts))
+    return Sample(percentiles(rtts))
 
 
-async def _within(seconds: float, run: Callable[[], Awaitable[list[float]]]) -> list[float]:
+async def within(seconds: float, run: Callable[[], Awaitable[list[float]]]) -> list[float]:
     with trio.fail_after(seconds):
         return await run()
 
@@ -140,7 +143,7 @@ def measure_stdlib(trips: int, timeout: float, cpus: frozenset[int] | None) -> S
                     rtts.append(time.perf_counter() - sent)
         _stdlib.stop_peer(peer.port)
         peer.finish()
-    return Sample(_percentiles(rtts))
+    return Sample(percentiles(rtts))
 
 
 def plan(settings: Settings) -> Plan:

@@ -62,7 +62,8 @@ IMPLS = {
 BASELINES = ("stdlib_blocking", "asyncio")
 
 
-def _texts(messages: int) -> list[str]:
+def texts(messages: int) -> list[str]:
+    """``messages`` distinct texts of :data:`SIZE` bytes (a number, then filler)."""
     filler = payload(SIZE).decode("ascii")
     return [f"{i:08d}{filler}"[:SIZE] for i in range(messages)]
 
@@ -92,7 +93,7 @@ def measure(
         sender: Sender
         if impl.startswith("trio_udpchat"):
             chat_members = [ChatMember(relay, f"member{i}", key) for i in range(k)]
-            chat_sender = ChatSender(relay, "sender", _texts(messages), key)
+            chat_sender = ChatSender(relay, "sender", texts(messages), key)
             settle([*chat_members, chat_sender])  # joins and presence notices, acked
             members, sender, sender_sock = list(chat_members), chat_sender, chat_sender.sock
             before = helper.probe()
@@ -105,7 +106,7 @@ def measure(
         cpu_after = process_cpu_s(helper.pid)
         if impl.startswith("trio_udpchat"):
             after = helper.probe()
-            reported = _stat(after, "deliveries") - _stat(before, "deliveries")
+            reported = stat(after, "deliveries") - stat(before, "deliveries")
             report = helper.finish()
         else:
             sender_sock.send(b"STOP")
@@ -126,7 +127,8 @@ def measure(
     return Sample(figures, {"server": report, "reported_deliveries": reported})
 
 
-def _stat(probe: dict[str, object], key: str) -> float:
+def stat(probe: dict[str, object], key: str) -> float:
+    """Counter ``key`` of the server's ``stats`` in a probe answer (0 if absent)."""
     stats = probe.get("stats")
     value = stats.get(key, 0) if isinstance(stats, dict) else 0
     return float(value) if isinstance(value, int | float) else 0.0

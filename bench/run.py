@@ -31,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import latency, relay, reliable_send, sessions, startup
+from bench import bus_latency, bus_workers, latency, relay, reliable_send, sessions, startup
 from bench._harness import Benchmark, BenchmarkResult, Settings, run_benchmark
 from bench._helpers import ROOT
 from bench._probe import PIN_MODES, pin, placement
@@ -44,6 +44,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     sessions.BENCHMARK,
     startup.BENCHMARK,
     reliable_send.BENCHMARK,
+    bus_latency.BENCHMARK,
+    bus_workers.BENCHMARK,
 )
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
@@ -103,11 +105,17 @@ def _shown(path: Path) -> str:
 
 
 def summary(results: Sequence[BenchmarkResult]) -> dict[str, object]:
-    """The top of the JSON: each benchmark's own summary entries."""
+    """The top of the JSON: each benchmark's own summary entries (the entries of
+    benchmarks sharing a key, such as ``bus``, merged into one object)."""
     out: dict[str, object] = {}
     for result in results:
-        if result.benchmark.summarize is not None:
-            out.update(result.benchmark.summarize(result))
+        if result.benchmark.summarize is None:
+            continue
+        for key, value in result.benchmark.summarize(result).items():
+            before = out.get(key)
+            if isinstance(before, dict) and isinstance(value, dict):
+                value = {**before, **value}
+            out[key] = value
     return out
 
 
@@ -156,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case_timeout=args.timeout,
         pin=args.pin,
         helper_cpus=helpers,
+        client_cpus=mine,
     )
 
     def progress(message: str) -> None:
