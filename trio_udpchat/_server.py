@@ -164,36 +164,30 @@ class ServerCore(Endpoint):
 
     def bus_message(self, epoch: str, seq: int, payload: bytes, now: float) -> None:
         """The room's broadcast ``(epoch, seq, payload)``."""
-        link = self._bus()
-        before = link.malformed
-        link.message(epoch, seq, payload, now)
-        self._count_malformed(before)
-        self._after_room(now)
+        self._from_bus(lambda link: link.message(epoch, seq, payload, now), now)
 
     def bus_direct(self, payload: bytes, now: float) -> None:
         """A private message for a member here."""
-        link = self._bus()
-        before = link.malformed
-        link.direct(payload, now)
-        self._count_malformed(before)
-        self._after_room(now)
+        self._from_bus(lambda link: link.direct(payload, now), now)
 
     def bus_result(self, result: BusResult, now: float) -> None:
         """A bus command's answer."""
+        self._from_bus(lambda link: link.result(result, now), now)
+
+    def _from_bus(self, act: Callable[[BusLink], None], now: float) -> None:
+        """Let the link ``act`` on what the bus sent (counting what it could not
+        read), then send what the room decided."""
         link = self._bus()
         before = link.malformed
-        link.result(result, now)
-        self._count_malformed(before)
+        act(link)
+        if link.malformed > before:
+            self._drop("bus-malformed")
         self._after_room(now)
 
     def _bus(self) -> BusLink:
         if self.link is None:
             raise RuntimeError("this server has not joined a bus (see join_bus)")
         return self.link
-
-    def _count_malformed(self, before: int) -> None:
-        if self.link is not None and self.link.malformed > before:
-            self._drop("bus-malformed")
 
     @property
     def _expiry_ms(self) -> int:
