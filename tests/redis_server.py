@@ -67,6 +67,8 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited: {self.log()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT} s")
+            # real-time: a starting process has no "ready" event to wait on; each PING
+            # is the check, the pause only spaces them out (bounded by the deadline).
             time.sleep(0.01)
 
     def _options(self) -> dict[str, str]:

@@ -72,7 +72,7 @@ async def test_server_restart_mid_conversation_over_a_rough_link(
             await client.wait_for(MessageDelivered)
             first_life.cancel_scope.cancel()
         client.enter("while it was down")
-        await trio.sleep(5)
+        await trio.sleep(5)  # virtual time (autojump_clock): the server stays down a while
         reborn = FakeTerminal()
         await nursery.start(partial(run_server, reborn, "127.0.0.1", address[1]))
         await client.wait_for(SessionStarted, lambda e: e.reconnect)
