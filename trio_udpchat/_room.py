@@ -85,7 +85,7 @@ class RoomPresence:
     #: The room's size before or after the change, whichever is larger: the
     #: operator hears of it unless the room was and is a one-to-one chat.
     crowd: int = 2
-    #: Who holds the name across servers (see :meth:`Member.owner`).
+    #: Who holds the name across servers (see ``Room._owner``).
     owner: str = ""
     #: A member that moved between servers of the room: nobody is told.
     quiet: bool = False
@@ -152,11 +152,6 @@ class Member:
     #: The client's token (the same in every session of one client run; 0: none).
     token: int = 0
 
-    def owner(self, key: str) -> str:
-        """Who holds this member's name across servers: its client, if it has a token
-        (so it keeps the name when it lands on another server), else its key."""
-        return f"t:{self.token:016x}" if self.token else f"m:{key}"
-
 
 def local_text(member_id: MemberId) -> str:
     """A local member id as text, for its bus-wide key."""
@@ -191,7 +186,7 @@ class Room:
         self.remote: dict[str, Remote] = {}
         self._remote_names: dict[str, str] = {}
         self._evicted: list[MemberId] = []
-        #: Local members by who holds their name (see :meth:`Member.owner`).
+        #: Local members by who holds their name (see ``_owner``).
         self._owners: dict[str, MemberId] = {}
 
     # -- outputs -----------------------------------------------------------------
@@ -228,6 +223,11 @@ class Room:
         """A local member's key on the bus."""
         return f"{self.server_id}/{local_text(member_id)}"
 
+    def _owner(self, member: Member) -> str:
+        """Who holds ``member``'s name across servers: its client, if it has a token (so
+        it keeps the name when it lands on another server), else its key on the bus."""
+        return f"t:{member.token:016x}" if member.token else f"m:{self.key_of(member.id)}"
+
     def join(
         self,
         member_id: MemberId,
@@ -253,7 +253,7 @@ class Room:
             return False
         bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, now)
         member = Member(member_id, "", address, plain, now, bucket, token)
-        owner = member.owner(self.key_of(member_id))
+        owner = self._owner(member)
         moved = self._holder(owner)
         if moved is not None and not wanted:
             wanted = moved.name
@@ -294,7 +294,7 @@ class Room:
             return
         del self._by_name[name_key(member.name)]
         crowd = self._crowd() + 1
-        owner = member.owner(self.key_of(member_id))
+        owner = self._owner(member)
         if self._owners.get(owner) == member_id:
             del self._owners[owner]
         left = PresenceKind.LEFT
@@ -475,7 +475,7 @@ class Room:
         self._deliver(member.id, Refused(RefusedWhy.NAME, text))
         self._deliver(member.id, Named(old))
         if event.what == PresenceKind.JOINED:
-            owner = member.owner(self.key_of(member.id))
+            owner = self._owner(member)
             self._publish(
                 RoomPresence(member.id, event.what, old, "", self._wall(now), self._crowd(), owner)
             )
@@ -485,7 +485,7 @@ class Room:
         out = []
         for member in self.members.values():
             key = self.key_of(member.id)
-            out.append((key, member.name, member.owner(key)))
+            out.append((key, member.name, self._owner(member)))
         return out
 
     def reconcile(
@@ -519,18 +519,16 @@ class Room:
                 self._forget_remote(key)
             for member in list(self.members.values()):
                 stale = member.id != subject or origin is not None
-                if stale and member.owner(self.key_of(member.id)) == event.owner:
+                if stale and self._owner(member) == event.owner:
                     self._drop_member(member)
                     self._evicted.append(member.id)
         if origin is not None:
             key = str(subject)
             if what == PresenceKind.LEFT:
                 self._forget_remote(key)
-            elif what == PresenceKind.RENAMED:
-                self._forget_remote(key)
-                self._add_remote(key, detail, event.owner, origin, event.time)
-            else:
-                self._add_remote(key, name, event.owner, origin, event.time)
+            else:  # joined, or renamed to ``detail``
+                now_called = detail if what == PresenceKind.RENAMED else name
+                self._add_remote(key, now_called, event.owner, origin, event.time)
         if not event.quiet:
             crowd = event.crowd if origin is None else 2  # across servers: never one-to-one
             self._presence_notice(Presence(what, name, detail, event.time), subject, crowd)
@@ -575,7 +573,7 @@ class Room:
         del self.members[member.id]
         if self._by_name.get(name_key(member.name)) == member.id:
             del self._by_name[name_key(member.name)]
-        owner = member.owner(self.key_of(member.id))
+        owner = self._owner(member)
         if self._owners.get(owner) == member.id:
             del self._owners[owner]
 
@@ -608,7 +606,7 @@ class Room:
 
     def _said(self, member: Member, text: str, kind: SaidKind, now: float) -> None:
         if self._allowed(member, now):
-            owner = "" if self.local_bus else member.owner(self.key_of(member.id))
+            owner = "" if self.local_bus else self._owner(member)
             said = RoomSaid(member.id, member.name, text, self._wall(now), kind, owner)
             self._publish(said)
 
@@ -678,7 +676,7 @@ class Room:
         member.name = name
         self._by_name[name_key(name)] = member.id
         self._deliver(member.id, Named(name))
-        owner = member.owner(self.key_of(member.id))
+        owner = self._owner(member)
         renamed = PresenceKind.RENAMED
         self._publish(
             RoomPresence(member.id, renamed, old, name, self._wall(now), self._crowd(), owner)

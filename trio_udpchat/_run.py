@@ -362,9 +362,7 @@ async def _join_bus(
     label: str,
 ) -> None:
     """Share the room through the Redis bus at ``url``; say so, or why not yet."""
-    core.join_bus(secrets.token_hex(8), label)
-    link = core.link
-    assert link is not None
+    link = core.join_bus(secrets.token_hex(8), label)
     bus = RedisBus(url, room, core, driver.flush, core.config.bus_timeout)
 
     def poke() -> None:

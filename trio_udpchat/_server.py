@@ -138,10 +138,11 @@ class ServerCore(Endpoint):
 
     # -- the bus (implements _bus.BusPort) ------------------------------------
 
-    def join_bus(self, server_id: str, label: str) -> None:
+    def join_bus(self, server_id: str, label: str) -> BusLink:
         """Share the room with other servers through a bus, as ``server_id`` (seen
         as ``label``); the Trio layer then drives this core as a ``BusPort``."""
         self.link = BusLink(self.room, server_id, label, self.config)
+        return self.link
 
     @property
     def server_id(self) -> str:
@@ -154,13 +155,11 @@ class ServerCore(Endpoint):
 
     def bus_connected(self, now: float) -> None:
         """The link to the bus is up."""
-        self._bus().connected(now)
-        self._after_room(now)
+        self._from_bus(lambda link: link.connected(now), now)
 
     def bus_lost(self, now: float) -> None:
         """The link to the bus is down: the room goes on here alone."""
-        self._bus().lost(now)
-        self._after_room(now)
+        self._from_bus(lambda link: link.lost(now), now)
 
     def bus_message(self, epoch: str, seq: int, payload: bytes, now: float) -> None:
         """The room's broadcast ``(epoch, seq, payload)``."""
