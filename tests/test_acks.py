@@ -71,18 +71,23 @@ def test_a_lone_packet_is_acked_ack_delay_after_it_arrived() -> None:
     assert acks(session, 2.0) == []
 
 
-def test_every_second_packet_is_acked_at_once() -> None:
+def test_every_ack_every_th_packet_is_acked_at_once() -> None:
+    every = Config().ack_every
+    assert every > 1  # the default holds acks back (else this says nothing)
     session = make_session()
-    session.accept(data(0, 0), A, 1.0)
-    session.accept(data(1, 1), A, 1.01)
-    assert session.deadline() == 1.01  # due at the second one's arrival
+    for seq in range(every - 1):
+        session.accept(data(seq, seq), A, 1.0 + seq / 1000)
+        assert session.deadline() == pytest.approx(1.0 + DELAY)  # held, from the first
+    session.accept(data(every - 1, every - 1), A, 1.01)
+    assert session.deadline() == 1.01  # due at the last one's arrival
     [ack] = acks(session, 1.01)
-    assert (ack.next, ack.delay) == (2, 0)
-    session.accept(data(2, 2), A, 1.02)  # a third: held again, from its own arrival
-    assert session.deadline() == pytest.approx(1.02 + DELAY)
-    session.accept(data(3, 3), A, 1.03)
-    assert session.deadline() == 1.03
-    assert [a.next for a in acks(session, 1.03)] == [4]
+    assert (ack.next, ack.delay) == (every, 0)
+    session.accept(data(every, every), A, 1.2)  # the next: held again, from its own arrival
+    assert session.deadline() == pytest.approx(1.2 + DELAY)
+    for seq in range(every + 1, 2 * every):
+        session.accept(data(seq, seq), A, 1.21)
+    assert session.deadline() == 1.21
+    assert [a.next for a in acks(session, 1.21)] == [2 * every]
 
 
 def test_the_delay_runs_from_the_first_packet_the_ack_covers() -> None:
@@ -212,13 +217,17 @@ def test_the_server_holds_an_ack_and_its_timer_sends_it() -> None:
     assert to == CLIENT
 
 
-def test_the_server_acks_every_second_say_at_once() -> None:
+def test_the_server_acks_every_ack_every_th_packet_at_once() -> None:
+    every = Config().ack_every
     server = make_server(delayed_acks=True)
     session = join(server, CLIENT)
     feed(server, Data(session, 0, 0, 0, b"\x10" + bytes(4)), CLIENT, 1.0)
-    feed(server, say_data(session, 1, 1, "hi"), CLIENT, 1.0)
+    sent = len(frames_out(server, 1.0))  # Named and history: no ack yet
+    for seq in range(1, every):
+        feed(server, say_data(session, seq, seq, "hi"), CLIENT, 1.0)
     frames = [frame for frame, _ in frames_out(server, 1.0)]
-    assert [f for f in frames if isinstance(f, Ack)] == [Ack(session, len(frames) - 1, 2, 0, 0)]
+    acks = [f for f in frames if isinstance(f, Ack)]
+    assert acks == [Ack(session, sent + len(frames) - 1, every, 0, 0)]
 
 
 def test_the_client_holds_an_ack_and_its_timer_sends_it() -> None:

@@ -460,7 +460,7 @@ def test_no_text_shown_twice_after_server_gives_up() -> None:
 
 
 def test_a_flipped_ack_is_caught_by_the_checksum() -> None:
-    sim = _connected()
+    sim = _connected(sim_config(Config(ack_every=2)))  # the join and c0: acked at once
     for i in range(4):
         sim.client_send(f"c{i}")
     first = sim.link.in_flight[0]

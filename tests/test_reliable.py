@@ -667,7 +667,7 @@ def test_session_ignores_a_datagram_seen_before() -> None:
     session.datagrams(1.5)  # and its ack, due at 1.025
     again = session.accept(Data(1, 7, 0, 0, b"once"), B, 2.0)
     assert again.replayed
-    assert again.messages == []
+    assert not again.messages
     assert session.datagrams(2.0) == []  # nothing owed: no ack, no roaming
     assert session.peer == A
 
@@ -676,7 +676,11 @@ def test_session_hands_over_payload_bytes_undecoded() -> None:
     # Decoding (chat messages, UTF-8) is the cores' business: the session passes bytes on.
     session = make_session()
     arrivals = session.accept(Data(1, 0, 0, 0, b"\xff\xfe"), A, 1.0)
-    assert (arrivals.messages, arrivals.delivered, arrivals.bad_ack) == ([b"\xff\xfe"], [], False)
+    assert (list(arrivals.messages), list(arrivals.delivered), arrivals.bad_ack) == (
+        [b"\xff\xfe"],
+        [],
+        False,
+    )
     arrivals = session.accept(Data(1, 1, 1, FLAG_KEEPALIVE, b""), A, 1.5)
     assert arrivals.messages == []  # a keepalive carries no message
 
@@ -743,29 +747,67 @@ sender_ops = st.lists(
     st.one_of(
         st.tuples(st.just("offer"), st.integers(1, 3)),
         st.tuples(st.just("transmit"), st.floats(0.0, 2.0)),
+        st.tuples(st.just("timer")),
         st.tuples(st.just("ack"), st.integers(0, 40), st.integers(0, 2**8 - 1)),
+        st.tuples(st.just("ack-all")),
     ),
     max_size=60,
 )
 
 
+def _exact_deadline(sender: Sender) -> float | None:
+    """What a full scan of the window gives for deadline()."""
+    in_flight = list(sender._in_flight.values())
+    if not in_flight:
+        return None
+    waiting = [p.deadline for p in in_flight if not p.sacked]
+    return min([in_flight[0].first_sent + sender._config.give_up_after, *waiting])
+
+
 @given(sender_ops)
-def test_the_cached_deadline_is_the_earliest_one_in_flight(ops: list[tuple[Any, ...]]) -> None:
+def test_the_cached_deadline_is_never_late_and_exact_once_due(ops: list[tuple[Any, ...]]) -> None:
     """Whatever is offered, sent, acked (with any bitmap) or retransmitted, deadline()
-    equals the minimum a full scan of the window gives (the cache is only a shortcut)."""
+    is never later than a full scan of the window says (a late timer would delay a
+    retransmission); after an ack it may be earlier (acks do not rescan), and then
+    the timer firing at it (a transmit) finds it exact again."""
     sender = Sender(Config(window=8, fast_retransmit_after=2), Counter())
     now = 0.0
     for op in ops:
+        due = sender.deadline()
         if op[0] == "offer":
             sender.offer("x", b"x" * op[1])
         elif op[0] == "transmit":
             now += op[1]
             sender.transmit(now)
+        elif op[0] == "timer":
+            now = max(now, due if due is not None else now)
+            sender.transmit(now)
+        elif op[0] == "ack-all":
+            in_flight = list(sender._in_flight)
+            if in_flight:
+                sender.on_ack((in_flight[-1] + 1) % 2**32, 0, now)
         else:
             sender.on_ack(op[1], op[2], now)
-        in_flight = list(sender._in_flight.values())
-        expected = None
-        if in_flight:
-            waiting = [p.deadline for p in in_flight if not p.sacked]
-            expected = min([in_flight[0].first_sent + sender._config.give_up_after, *waiting])
-        assert sender.deadline() == expected
+        expected = _exact_deadline(sender)
+        found = sender.deadline()
+        assert (found is None) == (expected is None)
+        if found is not None and expected is not None:
+            assert found <= expected
+            if op[0] in ("transmit", "timer") and due is not None and now >= due:
+                assert found == expected
+
+
+def test_a_timer_left_early_by_an_ack_retransmits_nothing() -> None:
+    sender = make_sender()
+    sender.offer("a", b"a")
+    sender.transmit(0.0)
+    sender.offer("b", b"b")
+    [b] = sender.transmit(0.5)
+    first = sender.deadline()
+    assert first is not None
+    assert first == pytest.approx(sender.rtt.rto)  # "a"'s
+    sender.on_ack(1, 0, 0.6)  # "a" acknowledged; "b" is due later
+    assert sender.deadline() == first  # not rescanned: early, never late
+    assert sender.transmit(first) == []
+    assert sender._stats["retransmissions"] == 0
+    assert sender.deadline() == b.deadline  # exact again

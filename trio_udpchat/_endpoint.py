@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from ._config import Config
 from ._crypto import Sealer
@@ -133,7 +134,7 @@ class Endpoint:
         except UnicodeEncodeError as exc:
             raise LocalProtocolError(f"text is not encodable as UTF-8: {exc}") from None
 
-    def _delivered(self, messages: list[Message]) -> None:
+    def _delivered(self, messages: Sequence[Message]) -> None:
         for message in messages:
             if message.text is not None:
                 self._emit(MessageDelivered(message.text))

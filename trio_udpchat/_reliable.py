@@ -89,10 +89,11 @@ class Sender:
         self._next_seq = 0
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
         self._queue: deque[Packet] = deque()
-        #: The earliest deadline in flight (not sacked), ``None`` until computed again.
-        #: A relay asks every member's sender for it at every flush (transmit, the
-        #: timer): scanning the whole window each time was a per-member cost.
-        self._due: float | None = math.inf
+        #: No later than the earliest deadline in flight (not sacked): exact after a
+        #: scan, and an ack leaves it as it was rather than scanning again (acks only
+        #: remove deadlines). A relay asks every member's sender for it at every
+        #: flush; a stale value costs one early timer, whose transmit() rescans.
+        self._due = math.inf
 
     @property
     def in_flight(self) -> int:
@@ -107,10 +108,14 @@ class Sender:
     def offer(self, text: str | None, payload: bytes) -> Message | None:
         """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full."""
         size = self._fragment
-        if len(payload) <= size:  # the common case: one packet, no slicing
-            chunks = [payload]
-        else:
-            chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+        if len(payload) <= size:  # a relay's hot path: one packet, no slicing
+            if len(self._queue) >= self._config.send_queue:
+                return None
+            message = Message(text, payload, 1)
+            self._queue.append(Packet(self._next_seq, 0, payload, message))
+            self._next_seq += 1
+            return message
+        chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
         if len(self._queue) + len(chunks) > self._config.send_queue:
             return None
         message = Message(text, payload, len(chunks))
@@ -163,7 +168,8 @@ class Sender:
                 message.unacked -= 1
                 if message.unacked == 0:
                     done.append(message)
-        self._due = None  # packets left, were sacked, or fall due now (fast retransmit)
+        if not self._in_flight:
+            self._due = math.inf
         highest = next_seq - 1
         for seq, packet in self._in_flight.items() if bitmap else ():  # the common ack: none
             if not packet.sacked and _is_acked(seq, next_seq, bitmap):
@@ -181,6 +187,7 @@ class Sender:
                 if packet.skipped >= threshold:
                     packet.fast = packet.fast_pending = True
                     packet.deadline = now
+                    self._due = min(self._due, now)
         return done
 
     def transmit(self, now: float) -> list[Packet]:
@@ -191,38 +198,38 @@ class Sender:
         """
         limit = self._config.max_transmissions
         out = []
-        if self._earliest() <= now:
+        if self._due <= now:
             out = [
                 packet
                 for packet in self._in_flight.values()
                 if packet.deadline <= now and packet.transmissions < limit and not packet.sacked
             ]
-        for packet in out:
-            self._stats["retransmissions"] += 1
-            if packet.fast_pending:
-                packet.fast_pending = False  # the backoff stays as it was
-            else:
-                packet.timeouts += 1
-            self._sent(packet, now)
-        if out:
-            self._due = None  # their deadlines moved later
-        while self._queue and len(self._in_flight) < self._config.window:
-            packet = self._queue.popleft()
-            packet.first_sent = now
-            self._in_flight[packet.seq] = packet
-            self._sent(packet, now)
-            if self._due is not None:
-                self._due = min(self._due, packet.deadline)
-            out.append(packet)
-        return out
-
-    def _earliest(self) -> float:
-        """The earliest deadline of a packet in flight and not sacked (``inf``: none)."""
-        due = self._due
-        if due is None:
+            for packet in out:
+                self._stats["retransmissions"] += 1
+                if packet.fast_pending:
+                    packet.fast_pending = False  # the backoff stays as it was
+                else:
+                    packet.timeouts += 1
+                self._sent(packet, now)
+            # Exact again (deadlines moved later, or the bound was stale). A packet
+            # out of transmissions keeps its past deadline: failed() has work.
             waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
-            due = self._due = min(waiting, default=math.inf)
-        return due
+            self._due = min(waiting, default=math.inf)
+        queue, in_flight = self._queue, self._in_flight
+        room = min(self._config.window - len(in_flight), len(queue))
+        if room > 0:
+            # New packets: _sent() for a first transmission, inlined (a relay's hot path).
+            deadline = now + self.rtt.rto
+            for _ in range(room):
+                packet = queue.popleft()
+                packet.first_sent = packet.sent_at = now
+                packet.transmissions = 1
+                packet.deadline = deadline
+                in_flight[packet.seq] = packet
+                out.append(packet)
+            if deadline < self._due:
+                self._due = deadline
+        return out
 
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
@@ -230,7 +237,9 @@ class Sender:
         packet.deadline = now + self.rtt.backed_off(packet.timeouts + 1)
 
     def deadline(self) -> float | None:
-        """When :meth:`transmit` or :meth:`failed` next has work, or ``None``.
+        """When :meth:`transmit` or :meth:`failed` next has work (or, after acks,
+        somewhat before: then :meth:`transmit` finds nothing due and looks again
+        from scratch), or ``None``.
 
         Queued packets the window has room for are not counted: every flush of
         the I/O layer calls :meth:`transmit`, which sends them at once.
@@ -238,7 +247,7 @@ class Sender:
         if not self._in_flight:
             return None
         oldest = next(iter(self._in_flight.values()))
-        return min(self._give_up_at(oldest), self._earliest())
+        return min(self._give_up_at(oldest), self._due)
 
     def _give_up_at(self, packet: Packet) -> float:
         # The one expression both deadline() and failed() use, so rounding cannot
@@ -278,8 +287,8 @@ class Receiver:
     ``config.ack_every`` packets are unacknowledged, or when a packet arrives out
     of order, leaves a gap, or is a duplicate (so the sender learns of a loss,
     or of a lost ack, without waiting); otherwise at most ``config.ack_delay``
-    after the first packet it covers. A relay's members each ack every second
-    message instead of every one, which halves the acks the server must take in.
+    after the first packet it covers. A relay's members each ack every fourth
+    message (by default) instead of every one: a quarter of the acks to take in.
     """
 
     config: Config

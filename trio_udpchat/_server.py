@@ -127,10 +127,6 @@ class ServerCore(Endpoint):
         self._dirty: set[int] = set()  # sessions that may have something to send
         #: Sessions with timers: packets in flight, or an ack held back (``Receiver``).
         self._busy: set[int] = set()
-        #: The last message encoded for members, and its bytes: the room hands one
-        #: message to many members in a row, and encoding it once per member showed
-        #: up as a tenth of a relay's time.
-        self._encoded: tuple[ServerMessage, bytes] | None = None
         self._last_speaker: int | Address | None = None  # session id, or a plain address
         self._last_address: Address | None = None
         #: The bus joining this server's room to others' (see :meth:`join_bus`).
@@ -471,7 +467,8 @@ class ServerCore(Endpoint):
             self._end(client, "quit", "the client left before it was acknowledged", now)
             return
         self._dirty.add(session.id)
-        self._after_room(now)
+        if arrivals.messages:  # most frames are acks: the room has nothing new then
+            self._after_room(now)
 
     def _receive_chat(self, session: Session, payload: bytes, now: float) -> None:
         try:
@@ -512,8 +509,9 @@ class ServerCore(Endpoint):
         """Send what the room decided, and show the operator what it should see."""
         if self.link is not None:
             self.link.pump(now)
-        for member_id, message in self.room.take_deliveries():
-            self._deliver(member_id, message, now)
+        deliveries = self.room.take_deliveries()
+        if deliveries:
+            self._deliver(deliveries, now)
         for event in self.room.take_events():
             self._emit(event)
         for member_id in self.room.take_evicted():
@@ -522,35 +520,48 @@ class ServerCore(Endpoint):
                 why = "moved to another server"
                 self._end(client, why, "the client moved to another server", now)
 
-    def _deliver(self, member_id: MemberId, message: ServerMessage, now: float) -> None:
-        if isinstance(member_id, int):
-            client = self._clients.get(member_id)
+    def _deliver(self, deliveries: list[tuple[MemberId, ServerMessage]], now: float) -> None:
+        """Queue each delivery the room decided on for its member.
+
+        The room hands one message to many members in a row: it is encoded (and
+        looked at) once per run, not once per member, which was a tenth of a
+        relay's time.
+        """
+        clients = self._clients
+        dirty = self._dirty
+        current: ServerMessage | None = None
+        payload = b""
+        mine: str | None = None  # reports (not delivered, --receipts): the operator's text
+        queued = 0
+        for member_id, message in deliveries:
+            if not isinstance(member_id, int):
+                if isinstance(member_id, tuple):
+                    self._deliver_plain(member_id, message, now)
+                continue
+            client = clients.get(member_id)
             if client is None:
-                return
-            self.stats["deliveries"] += 1  # room messages queued for framed members
-            # Reports (not delivered, --receipts) only for what the operator typed.
-            mine = self._typed_by_operator(message)
-            if client.session.send(mine, self._chat_bytes(message)) is None:
+                continue
+            if message is not current:
+                current, payload = message, encode_chat(message)
+                mine = self._typed_by_operator(message)
+            queued += 1
+            if client.session.send(mine, payload) is None:
                 self.stats["send-queue-full"] += 1
                 if mine is not None:
                     self._emit(NotDelivered(mine, "the send queue is full"))
-            self._dirty.add(member_id)
-        elif isinstance(member_id, tuple):
-            peer = self._plain.get(member_id)
-            line = plain_line(message)
-            if peer is None or line is None or self._send_plain(member_id, peer, line, now):
-                return
-            mine = self._typed_by_operator(message)
-            if mine is not None:
-                why = "an unverified address gets at most 3x what it sent (--trust-plain)"
-                self._emit(NotDelivered(mine, why))
+            dirty.add(member_id)
+        if queued:
+            self.stats["deliveries"] += queued  # room messages queued for framed members
 
-    def _chat_bytes(self, message: ServerMessage) -> bytes:
-        """``encode_chat(message)``, once per message however many members get it."""
-        encoded = self._encoded
-        if encoded is None or encoded[0] is not message:  # identity: we hold a reference
-            encoded = self._encoded = (message, encode_chat(message))
-        return encoded[1]
+    def _deliver_plain(self, address: Address, message: ServerMessage, now: float) -> None:
+        peer = self._plain.get(address)
+        line = plain_line(message)
+        if peer is None or line is None or self._send_plain(address, peer, line, now):
+            return
+        mine = self._typed_by_operator(message)
+        if mine is not None:
+            why = "an unverified address gets at most 3x what it sent (--trust-plain)"
+            self._emit(NotDelivered(mine, why))
 
     def _typed_by_operator(self, message: ServerMessage) -> str | None:
         """The text, if ``message`` is something the operator typed (a replay of /all

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ._config import Config
 from ._events import Address
@@ -12,14 +13,18 @@ from ._replay import ReplayWindow
 from ._sealed import CLEAR, Encoder
 from ._wire import DATA_OVERHEAD, Ack, Bye, Data, SessionFrame
 
+_WRAP = 2**32  # packet and sequence numbers travel modulo this
+
 
 @dataclass(slots=True)
 class Arrivals:
     """What one incoming frame brought: messages received (their bytes, in order),
     messages acknowledged."""
 
-    messages: list[bytes] = field(default_factory=list)
-    delivered: list[Message] = field(default_factory=list)
+    # Sequences, empty tuples by default: most frames bring one or the other, and
+    # a relay takes in one per delivery or so (no list made for nothing).
+    messages: Sequence[bytes] = ()
+    delivered: Sequence[Message] = ()
     bad_ack: bool = False  # it acknowledged packets never sent
     replayed: bool = False  # its packet number arrived before (or is too old): ignored
 
@@ -103,9 +108,13 @@ class Session:
 
     def datagrams(self, now: float) -> list[bytes]:
         """Everything this session should send now: due data, then an ack if one is due."""
+        packets = self.sender.transmit(now)
+        pn = self._next_pn
+        self._next_pn = pn + len(packets)
+        data, session = self._encode.data, self.id
         out = [
-            self._encode.data(self.id, self._pn(), p.seq % 2**32, p.flags, p.payload)
-            for p in self.sender.transmit(now)
+            data(session, (pn + i) % _WRAP, p.seq % _WRAP, p.flags, p.payload)
+            for i, p in enumerate(packets)
         ]
         ack_at = self.receiver.ack_deadline()
         if ack_at is not None and ack_at <= now:
@@ -130,6 +139,6 @@ class Session:
         return self._encode.frame(Bye(self.id, self._pn(), next_seq))
 
     def _pn(self) -> int:
-        pn = self._next_pn % 2**32
+        pn = self._next_pn % _WRAP
         self._next_pn += 1
         return pn

@@ -209,6 +209,9 @@ _CODES: Final[dict[type[Frame], int]] = {
 }
 
 
+_DATA_CODE: Final = _CODES[Data]
+
+
 def is_frame(data: bytes) -> bool:
     """Whether ``data`` claims to be a frame (valid or not) rather than plain text."""
     return len(data) > 0 and data[0] == MAGIC
@@ -240,8 +243,8 @@ def encode_data(session: int, pn: int, seq: int, flags: int, payload: bytes) -> 
     """
     if flags & ~_KNOWN_FLAGS:
         raise LocalProtocolError(f"unknown data flags {flags:#04x}")
-    data = _pack(_DATA_FRAME, MAGIC, VERSION, _CODES[Data], session, pn, seq, flags) + payload
-    return data + _CRC.pack(zlib.crc32(data))
+    header = _pack(_DATA_FRAME, MAGIC, VERSION, _DATA_CODE, session, pn, seq, flags)
+    return b"".join((header, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(header)))))
 
 
 def encode_inner(frame: Frame) -> bytes:
