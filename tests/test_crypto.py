@@ -19,6 +19,10 @@ from trio_udpchat._crypto import (
     TAG_SIZE,
     RoomKey,
     Sealer,
+    _decrypt_checked,
+    _decrypt_direct,
+    _encrypt_checked,
+    _encrypt_direct,
     derive_key,
     open_untrusted,
 )
@@ -99,3 +103,34 @@ def test_a_truncated_seal_is_a_remote_error() -> None:
     with pytest.raises(RemoteProtocolError) as caught:
         open_untrusted(KEY, b"", bytes(NONCE_SIZE + 15))
     assert caught.value.reason == "truncated"
+
+
+# -- libsodium called directly (the hot path) and through PyNaCl's bindings ---------------
+
+
+@given(st.binary(max_size=300), st.binary(max_size=40), st.binary(min_size=24, max_size=24))
+def test_direct_calls_seal_and_open_exactly_as_the_bindings_do(
+    plaintext: bytes, associated: bytes, nonce: bytes
+) -> None:
+    key = bytes(range(32))
+    sealed = _encrypt_direct(plaintext, associated, nonce, key)
+    assert sealed == _encrypt_checked(plaintext, associated, nonce, key)
+    assert _decrypt_direct(sealed, associated, nonce, key) == plaintext
+    assert _decrypt_checked(sealed, associated, nonce, key) == plaintext
+    altered = bytes([sealed[0] ^ 1]) + sealed[1:]
+    assert _decrypt_direct(altered, associated, nonce, key) is None
+    assert _decrypt_checked(altered, associated, nonce, key) is None
+
+
+def test_direct_opening_refuses_sizes_libsodium_would_read_past() -> None:
+    key, nonce = bytes(32), bytes(24)
+    sealed = _encrypt_direct(b"x", b"", nonce, key)
+    assert _decrypt_direct(sealed[: TAG_SIZE - 1], b"", nonce, key) is None  # shorter than a tag
+    assert _decrypt_direct(sealed, b"", nonce[:-1], key) is None
+    assert _decrypt_direct(sealed, b"", nonce, key[:-1]) is None
+    assert _decrypt_direct(sealed, b"", nonce, key) == b"x"
+
+
+def test_a_sealer_refuses_a_key_of_the_wrong_size() -> None:
+    with pytest.raises(LocalProtocolError, match="32 bytes"):
+        Sealer(bytes(31), seeded(1))

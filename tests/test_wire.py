@@ -7,6 +7,7 @@ module docstring, never produced by the encoder it checks.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -34,7 +35,9 @@ from trio_udpchat._wire import (
     Welcome,
     decode_frame_untrusted,
     encode_data,
+    encode_data_inner,
     encode_frame,
+    encode_inner,
     is_frame,
 )
 
@@ -263,14 +266,23 @@ def test_the_fast_data_encoder_is_the_data_frame(
     assert decode_frame_untrusted(data) == Data(session, pn, seq, flags, payload)
 
 
+@given(u64, u32, u32, known_flags, st.binary(max_size=1200))
+def test_the_fast_inner_encoder_is_the_data_frame_sealed_frames_encrypt(
+    session: int, pn: int, seq: int, flags: int, payload: bytes
+) -> None:
+    inner = encode_data_inner(session, pn, seq, flags, payload)
+    assert inner == encode_inner(Data(session, pn, seq, flags, payload))
+
+
+@pytest.mark.parametrize("encode", [encode_data, encode_data_inner])
 @pytest.mark.parametrize(
     "fields", [(2**64, 0, 0, 0), (0, 2**32, 0, 0), (0, 0, -1, 0), (0, 0, 0, 4)]
 )
-def test_the_fast_data_encoder_refuses_what_encode_frame_refuses(
-    fields: tuple[int, int, int, int],
+def test_the_fast_data_encoders_refuse_what_encode_frame_refuses(
+    encode: Callable[..., bytes], fields: tuple[int, int, int, int]
 ) -> None:
     with pytest.raises(LocalProtocolError):
-        encode_data(*fields, b"")
+        encode(*fields, b"")
 
 
 @pytest.mark.parametrize("flags", [0x04, 0x08, 0x80, 0xFC, 0xFF])

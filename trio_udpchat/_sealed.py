@@ -12,12 +12,12 @@ from ._crypto import Sealer, open_untrusted
 from ._errors import RemoteProtocolError
 from ._wire import (
     HEADER_SIZE,
-    Data,
     Frame,
     Hello,
     check_sealed_header_untrusted,
     decode_inner_untrusted,
     encode_data,
+    encode_data_inner,
     encode_frame,
     encode_inner,
     sealed_header,
@@ -65,7 +65,8 @@ class _Sealing:
         return self._header + self._sealer.seal(self._header, encode_inner(frame))
 
     def data(self, session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
-        return self.frame(Data(session, pn, seq, flags, payload))
+        inner = encode_data_inner(session, pn, seq, flags, payload)
+        return self._header + self._sealer.seal(self._header, inner)
 
 
 def sealing(sealer: Sealer) -> Encoder:

@@ -79,6 +79,8 @@ _CRC: Final = struct.Struct("!I")
 _SEALED_HEADER: Final = _HEADER.pack(MAGIC, VERSION, 0x10)
 #: A whole Data header in one call (see encode_data).
 _DATA_FRAME: Final = struct.Struct("!BBBQIIB")
+#: A Data frame's code and fields, as a sealed frame encrypts them.
+_DATA_INNER: Final = struct.Struct("!BQIIB")
 
 HEADER_SIZE: Final = _HEADER.size
 #: The type code of a sealed frame.
@@ -245,6 +247,14 @@ def encode_data(session: int, pn: int, seq: int, flags: int, payload: bytes) -> 
         raise LocalProtocolError(f"unknown data flags {flags:#04x}")
     header = _pack(_DATA_FRAME, MAGIC, VERSION, _DATA_CODE, session, pn, seq, flags)
     return b"".join((header, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(header)))))
+
+
+def encode_data_inner(session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
+    """``encode_inner(Data(session, pn, seq, flags, payload))``, without building the
+    frame: a sealed relay's hot path, as :func:`encode_data` is a clear one's."""
+    if flags & ~_KNOWN_FLAGS:
+        raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+    return _pack(_DATA_INNER, _DATA_CODE, session, pn, seq, flags) + payload
 
 
 def encode_inner(frame: Frame) -> bytes:
