@@ -1,10 +1,10 @@
 """The Redis bus: carries out a server's bus commands against Redis 7+ or Valkey.
 
 Trio I/O layer, no protocol rules: :class:`RedisBus` takes the commands the core
-queued (:mod:`._bus` says what each one means), runs them one at a time, in
-order, as Lua scripts that do each step atomically, and feeds back the results,
-the room's broadcasts, the :class:`~._bus.Direct` payloads addressed to this
-server, and whether the link is up. It talks to Redis through ``coredis``
+queued (:mod:`._bus` says what each one means), runs them in order (those
+queued together as one pipeline), as Lua scripts that do each step atomically,
+and feeds back the results, the room's broadcasts, the :class:`~._bus.Direct`
+payloads addressed to this server, and whether the link is up. It talks to Redis through ``coredis``
 (AnyIO-based, so it runs under Trio as it is); ``coredis`` is an optional
 dependency, imported only when a bus is made (``pip install 'trio-udpchat[redis]'``).
 
@@ -493,19 +493,23 @@ class RedisBus:
         while True:
             await self._poked.wait()
             self._poked = trio.Event()
-            # One at a time, in order: the room's order is the order of publishes.
             with _calling_core():
                 commands = self._port.bus_commands()
             changed = False
-            for command in commands:
-                result = await self._in_time(self._execute(client, scripts, command))
+            # In order (the room's order is the order of publishes), a pipeline at
+            # a time: one round trip for all the commands taken, and the broadcasts
+            # of their publishes come back together.
+            for start in range(0, len(commands), _PIPELINE):
+                batch = commands[start : start + _PIPELINE]
+                results = await self._in_time(self._execute_all(client, scripts, batch))
                 self._last_reply = trio.current_time()
-                if result is not None:
-                    with _calling_core():
-                        self._port.bus_result(result, self._last_reply)
-                    # A Published answer changes nothing (the broadcast does): a flush
-                    # for it would cost a pass over every busy session for nothing.
-                    changed = changed or not isinstance(result, Published)
+                for result in results:
+                    if result is not None:
+                        with _calling_core():
+                            self._port.bus_result(result, self._last_reply)
+                        # A Published answer changes nothing (the broadcast does): a
+                        # flush for it would cost a pass over every busy session.
+                        changed = changed or not isinstance(result, Published)
             if changed:
                 with _calling_core():
                     await self._flush()
@@ -533,15 +537,54 @@ class RedisBus:
                 raise
         raise trio.TooSlowError
 
+    async def _execute_all(
+        self, client: Redis[bytes], scripts: Sequence[Script[bytes]], commands: list[BusCommand]
+    ) -> list[BusResult | None]:
+        """Run ``commands`` in order as one pipeline; their results, in the same order."""
+        from coredis.exceptions import NoScriptError
+
+        calls = [self._call(command) for command in commands]
+        if len(calls) == 1:
+            return [await self._execute(client, scripts, commands[0], calls[0])]
+        async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+            # evalsha rather than the Script objects: those make a pipeline ask
+            # SCRIPT EXISTS first, a round trip more (the session loaded them).
+            requests = [
+                pipe.publish(call.channel, call.payload)
+                if call.script is None
+                else pipe.evalsha(scripts[call.script].sha, call.keys, call.args)
+                for call in calls
+            ]
+        results: list[BusResult | None] = []
+        for command, call, request in zip(commands, calls, requests, strict=True):
+            try:
+                reply: object = await request
+            except NoScriptError:
+                # Redis lost the scripts (SCRIPT FLUSH): nothing ran, so run it
+                # alone, which loads the script again. Those after it failed the same way.
+                results.append(await self._execute(client, scripts, command, call))
+                continue
+            results.append(_answer(command, reply))
+        return results
+
     async def _execute(
-        self, client: Redis[bytes], scripts: Sequence[Script[bytes]], command: BusCommand
+        self,
+        client: Redis[bytes],
+        scripts: Sequence[Script[bytes]],
+        command: BusCommand,
+        call: _Call,
     ) -> BusResult | None:
-        publish, fetch, refresh = scripts
+        if call.script is None:
+            await client.publish(call.channel, call.payload)
+            return None
+        return _answer(command, await scripts[call.script](call.keys, call.args))
+
+    def _call(self, command: BusCommand) -> _Call:
+        """What Redis is asked to do for ``command``."""
         base = room_channel(self._room)
         history = [f"{base}:epoch", f"{base}:seq", f"{base}:history"]
         candidate = secrets.token_hex(8)
         args: list[str | bytes | int]
-        reply: object
         match command:
             case Publish():
                 keys = list(history)
@@ -552,11 +595,9 @@ class RedisBus:
                     else:
                         keys.append(name_hold_key(self._room, claim.name_key))
                         args += ["1", claim.owner]
-                reply = await publish(keys, args)
-                return _published(command, reply)
+                return _Call(_PUBLISH, keys, args)
             case Fetch():
-                reply = await fetch(history, [candidate, max(command.after, 0)])
-                return _fetched(command, reply)
+                return _Call(_FETCH, history, [candidate, max(command.after, 0)])
             case Refresh():
                 keys = [f"{base}:presence", f"{base}:records"]
                 args = [_milliseconds(command.ttl), len(command.records)]
@@ -564,13 +605,39 @@ class RedisBus:
                     keys.append(name_hold_key(self._room, name_key(record.name)))
                     args += [record.member, encode_record(record), record.owner]
                 args += command.gone
-                reply = await refresh(keys, args)
-                return _refreshed(command, reply)
+                return _Call(_REFRESH, keys, args)
             case Direct():
-                await client.publish(server_channel(command.server), command.payload)
-                return None
+                return _Call(None, channel=server_channel(command.server), payload=command.payload)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call:
+    """One Redis command: a script (its index in ``_SCRIPTS``) with keys and
+    arguments, or (``script`` None) a ``PUBLISH`` of ``payload`` on ``channel``."""
+
+    script: int | None
+    keys: list[str] = dataclasses.field(default_factory=list)
+    args: list[str | bytes | int] = dataclasses.field(default_factory=list)
+    channel: str = ""
+    payload: bytes = b""
+
+
+def _answer(command: BusCommand, reply: object) -> BusResult | None:
+    """The result of ``command`` from its script's ``reply``."""
+    match command:
+        case Publish():
+            return _published(command, reply)
+        case Fetch():
+            return _fetched(command, reply)
+        case Refresh():
+            return _refreshed(command, reply)
+    return None
+
+
+#: At most this many commands in one pipeline (what the core queues at once is
+#: usually a few; a long queue goes in several round trips, each in time).
+_PIPELINE: Final = 64
+_PUBLISH, _FETCH, _REFRESH = 0, 1, 2
 _SCRIPTS: Final = (PUBLISH_LUA, FETCH_LUA, REFRESH_LUA)
 
 
