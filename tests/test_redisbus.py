@@ -336,6 +336,51 @@ async def test_scripts_flushed_from_redis_are_loaded_again(redis_server: RedisSe
     assert a.port.lost == 0
 
 
+#: Publishes ARGV[2..] on KEYS[1], framed as broadcasts of epoch ARGV[1]: one
+#: command, so Redis writes them to a subscriber together.
+BURST_LUA = """
+for i = 2, #ARGV do
+  redis.call('PUBLISH', KEYS[1], ARGV[1] .. ':' .. (i - 1) .. ':' .. ARGV[i])
+end
+"""
+
+
+def _runs_between_flushes(log: list[str]) -> list[int]:
+    """How many messages came before each flush."""
+    runs, count = [], 0
+    for what in log:
+        if what == "message":
+            count += 1
+        elif what == "flush":
+            runs.append(count)
+            count = 0
+    return runs
+
+
+@redis
+async def test_broadcasts_arriving_together_get_one_flush(redis_server: RedisServer) -> None:
+    import coredis
+
+    with trio.fail_after(5):
+        async with (
+            running(redis_server.url, "A") as a,
+            coredis.Redis.from_url(redis_server.url) as intruder,
+        ):
+            start = len(a.port.log)
+            await intruder.eval(BURST_LUA, [room_channel("lobby")], ["e", "a", "b", "c"])
+            await a.port.wait_until(lambda: len(a.port.messages) == 3 and a.port.log[-1] == "flush")
+            assert a.port.log[start:] == ["message"] * 3 + ["flush"]
+            # However many come at once, a flush follows at most every 64.
+            start = len(a.port.log)
+            await intruder.eval(BURST_LUA, [room_channel("lobby")], ["e", *["m"] * 150])
+            await a.port.wait_until(
+                lambda: len(a.port.messages) == 153 and a.port.log[-1] == "flush"
+            )
+    runs = _runs_between_flushes(a.port.log[start:])
+    assert sum(runs) == 150
+    assert max(runs) <= 64
+
+
 @redis
 async def test_sigkill_loses_the_link_and_a_restart_starts_a_new_epoch(
     redis_server: RedisServer,

@@ -294,7 +294,8 @@ def _calling_core() -> Iterator[None]:
 class RedisBus:
     """The link between one server's core (``port``) and a room on a Redis bus.
 
-    ``flush`` is the server's flush, awaited after every call into ``port``.
+    ``flush`` is the server's flush, awaited after every call into ``port``;
+    for broadcasts and Direct payloads, once after those that arrived together.
     Every Redis command must answer within ``timeout`` seconds, or the link is
     lost; an idle link is checked with a ``PING`` every ``timeout / 2``. After a
     loss it reconnects, waiting ``backoff[0]`` seconds, doubling up to
@@ -330,6 +331,9 @@ class RedisBus:
         # Whether this session's failure was noted already (see _note).
         self._noted = False
         self._poked = trio.Event()
+        # Pub/sub messages of this session not yet given to the core: (channel, data).
+        self._arrived: list[tuple[str | bytes, bytes]] = []
+        self._arrival = trio.Event()
         self._last_reply = -math.inf
         # Cancelled (with a deadline) to bound the teardown of a failed session.
         self._session_scope = trio.CancelScope()
@@ -449,6 +453,7 @@ class RedisBus:
                 max_idle_seconds=self._timeout,
             ) as pubsub:
                 self._up = self._reached = True
+                self._arrived, self._arrival = [], trio.Event()  # a past session's: stale
                 self.problem = None
                 self._last_reply = trio.current_time()
                 with _calling_core():
@@ -458,6 +463,7 @@ class RedisBus:
                 report()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._guarded, self._receive, pubsub)
+                    nursery.start_soon(self._guarded, self._deliver)
                     nursery.start_soon(self._guarded, self._carry_out, client, scripts)
                     nursery.start_soon(self._guarded, self._keepalive, client)
 
@@ -471,23 +477,41 @@ class RedisBus:
 
     async def _receive(self, pubsub: PubSub[bytes]) -> None:
         async for message in pubsub:
-            data = message["data"]
-            if message["type"] != "message" or not isinstance(data, bytes):
-                continue
-            now = trio.current_time()
-            broadcast = None
-            if message["channel"] != self._server_channel:
-                broadcast = decode_broadcast_untrusted(data)
-                if broadcast is None:
-                    self.malformed += 1
-                    continue
-            with _calling_core():
-                if broadcast is None:
-                    self._port.bus_direct(data, now)
-                else:
-                    self._port.bus_message(*broadcast, now)
-                await self._flush()
+            channel, data = message["channel"], message["data"]
+            if message["type"] == "message" and isinstance(data, bytes):
+                self._arrived.append((channel, data))
+                self._arrival.set()
         raise ConnectionError("the subscription ended")
+
+    async def _deliver(self) -> None:
+        """Give the core what ``_receive`` took, and flush: once per burst, not per message.
+
+        A flush costs a pass over every busy session, and the broadcasts of a
+        pipeline of publishes arrive in one read from Redis. coredis then hands
+        them to ``_receive`` one per scheduler tick (through two memory streams),
+        so this waits until a whole tick has passed with none taken (two
+        checkpoints: every other task runs once per tick), or ``_MAX_BURST`` were.
+        """
+        while True:
+            await self._arrival.wait()
+            quiet = 0
+            while quiet < 2 and len(self._arrived) < _MAX_BURST:
+                seen = len(self._arrived)
+                await trio.lowlevel.checkpoint()
+                quiet = quiet + 1 if len(self._arrived) == seen else 0
+            burst, self._arrived = self._arrived[:_MAX_BURST], self._arrived[_MAX_BURST:]
+            if not self._arrived:
+                self._arrival = trio.Event()
+            now = trio.current_time()  # one reading: they arrived together
+            with _calling_core():
+                for channel, data in burst:
+                    if channel == self._server_channel:
+                        self._port.bus_direct(data, now)
+                    elif (broadcast := decode_broadcast_untrusted(data)) is not None:
+                        self._port.bus_message(*broadcast, now)
+                    else:
+                        self.malformed += 1
+                await self._flush()
 
     async def _carry_out(self, client: Redis[bytes], scripts: Sequence[Script[bytes]]) -> None:
         while True:
@@ -498,7 +522,7 @@ class RedisBus:
             changed = False
             # In order (the room's order is the order of publishes), a pipeline at
             # a time: one round trip for all the commands taken, and the broadcasts
-            # of their publishes come back together.
+            # of their publishes come back together (``_deliver`` flushes once for them).
             for start in range(0, len(commands), _PIPELINE):
                 batch = commands[start : start + _PIPELINE]
                 results = await self._in_time(self._execute_all(client, scripts, batch))
@@ -634,6 +658,8 @@ def _answer(command: BusCommand, reply: object) -> BusResult | None:
     return None
 
 
+#: Flush at least once per this many broadcasts, however fast they come.
+_MAX_BURST: Final = 64
 #: At most this many commands in one pipeline (what the core queues at once is
 #: usually a few; a long queue goes in several round trips, each in time).
 _PIPELINE: Final = 64
