@@ -21,7 +21,7 @@ from functools import partial
 import trio
 
 from trio_udpchat import Config, Event, SessionStarted, run_client
-from trio_udpchat._events import RoomMessage
+from trio_udpchat._events import PresenceNoticed, RoomMessage
 
 from . import _stdlib
 from ._harness import Benchmark, BenchmarkResult, Case, Column, Compare, Plan, Sample, Settings
@@ -69,6 +69,8 @@ class _Reader:
 
     def __init__(self) -> None:
         self.started = trio.Event()
+        #: Set when B is told that A joined (so B is in the room before A's lines).
+        self.joined = trio.Event()
         self.shown = trio.Event()
         self.shown_at = 0.0
         self.text = ""
@@ -79,11 +81,13 @@ class _Reader:
         return None  # pragma: no cover
 
     def show(self, event: Event) -> None:
-        """Note room messages (the time first), and the session start."""
+        """Note room messages (the time first), A's join, and the session start."""
         if isinstance(event, RoomMessage):
             self.shown_at = time.perf_counter()
             self.text = event.text
             self.shown.set()
+        elif isinstance(event, PresenceNoticed) and event.what == "joined" and event.name == "a":
+            self.joined.set()
         elif isinstance(event, SessionStarted):
             self.started.set()
 
@@ -101,6 +105,10 @@ async def trips_between(typist_port: int, reader_port: int, trips: int) -> list[
         await reader.started.wait()
         await nursery.start(partial(client, typist, port=typist_port, name="a"))
         await typist.started.wait()
+        # B's session may start before its join has taken its place in the room's
+        # order (on a bus, before it came back from Redis): a line A types then
+        # comes before B in that order and is not B's. Once B saw A join, it is.
+        await reader.joined.wait()
         for i in range(WARMUP + trips):
             line = f"{i:08d}{filler}"[:SIZE]
             reader.shown = trio.Event()

@@ -293,6 +293,95 @@ async def test_direct_reaches_the_addressed_server_only(redis_server: RedisServe
 
 
 @redis
+async def test_commands_taken_together_are_answered_in_order(redis_server: RedisServer) -> None:
+    # One poke, every kind of command: they go out as one pipeline.
+    alice = _record("A", 1, "Alice")
+    first, clash = (
+        Publish(b"one", claim=Claim("bob", "A/2")),
+        Publish(b"x", claim=Claim("bob", "A/3")),
+    )
+    second, fetch, refresh = Publish(b"two"), Fetch(0), Refresh((alice,))
+    with trio.fail_after(5):
+        async with two_servers(redis_server.url) as (a, b):
+            a.send(first, clash, Direct("B", b"psst"), second, fetch, refresh)
+            await a.port.wait_until(lambda: len(a.port.results) == 5)
+            await b.port.wait_until(lambda: b.port.directs == [b"psst"])
+    one, clashed, two, fetched, refreshed = a.port.results
+    assert (_published(one).command, _published(one).seq) == (first, 1)
+    assert clashed == Clashed(clash, "A/2")
+    assert (_published(two).command, _published(two).seq) == (second, 2)
+    assert fetched == Fetched(fetch, _published(one).epoch, ((1, b"one"), (2, b"two")))
+    assert refreshed == Refreshed(refresh, (alice,))
+    assert a.port.lost == 0
+
+
+@redis
+async def test_scripts_flushed_from_redis_are_loaded_again(redis_server: RedisServer) -> None:
+    import coredis
+
+    with trio.fail_after(5):
+        async with (
+            running(redis_server.url, "A") as a,
+            coredis.Redis.from_url(redis_server.url) as admin,
+        ):
+            await admin.script_flush()
+            a.send(Publish(b"one"), Publish(b"two"), Fetch(0))  # a pipeline
+            await a.port.wait_until(lambda: len(a.port.results) == 3)
+            await admin.script_flush()
+            three = _published(await a.ask(Publish(b"three")))  # alone
+    one, two, fetched = a.port.results[:3]
+    assert (_published(one).seq, _published(two).seq, three.seq) == (1, 2, 3)
+    assert isinstance(fetched, Fetched)
+    assert [payload for _, payload in fetched.entries] == [b"one", b"two"]
+    assert a.port.lost == 0
+
+
+#: Publishes ARGV[2..] on KEYS[1], framed as broadcasts of epoch ARGV[1]: one
+#: command, so Redis writes them to a subscriber together.
+BURST_LUA = """
+for i = 2, #ARGV do
+  redis.call('PUBLISH', KEYS[1], ARGV[1] .. ':' .. (i - 1) .. ':' .. ARGV[i])
+end
+"""
+
+
+def _runs_between_flushes(log: list[str]) -> list[int]:
+    """How many messages came before each flush."""
+    runs, count = [], 0
+    for what in log:
+        if what == "message":
+            count += 1
+        elif what == "flush":
+            runs.append(count)
+            count = 0
+    return runs
+
+
+@redis
+async def test_broadcasts_arriving_together_get_one_flush(redis_server: RedisServer) -> None:
+    import coredis
+
+    with trio.fail_after(5):
+        async with (
+            running(redis_server.url, "A") as a,
+            coredis.Redis.from_url(redis_server.url) as intruder,
+        ):
+            start = len(a.port.log)
+            await intruder.eval(BURST_LUA, [room_channel("lobby")], ["e", "a", "b", "c"])
+            await a.port.wait_until(lambda: len(a.port.messages) == 3 and a.port.log[-1] == "flush")
+            assert a.port.log[start:] == ["message"] * 3 + ["flush"]
+            # However many come at once, a flush follows at most every 64.
+            start = len(a.port.log)
+            await intruder.eval(BURST_LUA, [room_channel("lobby")], ["e", *["m"] * 150])
+            await a.port.wait_until(
+                lambda: len(a.port.messages) == 153 and a.port.log[-1] == "flush"
+            )
+    runs = _runs_between_flushes(a.port.log[start:])
+    assert sum(runs) == 150
+    assert max(runs) <= 64
+
+
+@redis
 async def test_sigkill_loses_the_link_and_a_restart_starts_a_new_epoch(
     redis_server: RedisServer,
 ) -> None:

@@ -1,10 +1,10 @@
 """The Redis bus: carries out a server's bus commands against Redis 7+ or Valkey.
 
 Trio I/O layer, no protocol rules: :class:`RedisBus` takes the commands the core
-queued (:mod:`._bus` says what each one means), runs them one at a time, in
-order, as Lua scripts that do each step atomically, and feeds back the results,
-the room's broadcasts, the :class:`~._bus.Direct` payloads addressed to this
-server, and whether the link is up. It talks to Redis through ``coredis``
+queued (:mod:`._bus` says what each one means), runs them in order (those
+queued together as one pipeline), as Lua scripts that do each step atomically,
+and feeds back the results, the room's broadcasts, the :class:`~._bus.Direct`
+payloads addressed to this server, and whether the link is up. It talks to Redis through ``coredis``
 (AnyIO-based, so it runs under Trio as it is); ``coredis`` is an optional
 dependency, imported only when a bus is made (``pip install 'trio-udpchat[redis]'``).
 
@@ -294,7 +294,8 @@ def _calling_core() -> Iterator[None]:
 class RedisBus:
     """The link between one server's core (``port``) and a room on a Redis bus.
 
-    ``flush`` is the server's flush, awaited after every call into ``port``.
+    ``flush`` is the server's flush, awaited after every call into ``port``;
+    for broadcasts and Direct payloads, once after those that arrived together.
     Every Redis command must answer within ``timeout`` seconds, or the link is
     lost; an idle link is checked with a ``PING`` every ``timeout / 2``. After a
     loss it reconnects, waiting ``backoff[0]`` seconds, doubling up to
@@ -330,6 +331,9 @@ class RedisBus:
         # Whether this session's failure was noted already (see _note).
         self._noted = False
         self._poked = trio.Event()
+        # Pub/sub messages of this session not yet given to the core: (channel, data).
+        self._arrived: list[tuple[str | bytes, bytes]] = []
+        self._arrival = trio.Event()
         self._last_reply = -math.inf
         # Cancelled (with a deadline) to bound the teardown of a failed session.
         self._session_scope = trio.CancelScope()
@@ -449,6 +453,7 @@ class RedisBus:
                 max_idle_seconds=self._timeout,
             ) as pubsub:
                 self._up = self._reached = True
+                self._arrived, self._arrival = [], trio.Event()  # a past session's: stale
                 self.problem = None
                 self._last_reply = trio.current_time()
                 with _calling_core():
@@ -458,6 +463,7 @@ class RedisBus:
                 report()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._guarded, self._receive, pubsub)
+                    nursery.start_soon(self._guarded, self._deliver)
                     nursery.start_soon(self._guarded, self._carry_out, client, scripts)
                     nursery.start_soon(self._guarded, self._keepalive, client)
 
@@ -471,41 +477,63 @@ class RedisBus:
 
     async def _receive(self, pubsub: PubSub[bytes]) -> None:
         async for message in pubsub:
-            data = message["data"]
-            if message["type"] != "message" or not isinstance(data, bytes):
-                continue
-            now = trio.current_time()
-            broadcast = None
-            if message["channel"] != self._server_channel:
-                broadcast = decode_broadcast_untrusted(data)
-                if broadcast is None:
-                    self.malformed += 1
-                    continue
-            with _calling_core():
-                if broadcast is None:
-                    self._port.bus_direct(data, now)
-                else:
-                    self._port.bus_message(*broadcast, now)
-                await self._flush()
+            channel, data = message["channel"], message["data"]
+            if message["type"] == "message" and isinstance(data, bytes):
+                self._arrived.append((channel, data))
+                self._arrival.set()
         raise ConnectionError("the subscription ended")
+
+    async def _deliver(self) -> None:
+        """Give the core what ``_receive`` took, and flush: once per burst, not per message.
+
+        A flush costs a pass over every busy session, and the broadcasts of a
+        pipeline of publishes arrive in one read from Redis. coredis then hands
+        them to ``_receive`` one per scheduler tick (through two memory streams),
+        so this waits until a whole tick has passed with none taken (two
+        checkpoints: every other task runs once per tick), or ``_MAX_BURST`` were.
+        """
+        while True:
+            await self._arrival.wait()
+            quiet = 0
+            while quiet < 2 and len(self._arrived) < _MAX_BURST:
+                seen = len(self._arrived)
+                await trio.lowlevel.checkpoint()
+                quiet = quiet + 1 if len(self._arrived) == seen else 0
+            burst, self._arrived = self._arrived[:_MAX_BURST], self._arrived[_MAX_BURST:]
+            if not self._arrived:
+                self._arrival = trio.Event()
+            now = trio.current_time()  # one reading: they arrived together
+            with _calling_core():
+                for channel, data in burst:
+                    if channel == self._server_channel:
+                        self._port.bus_direct(data, now)
+                    elif (broadcast := decode_broadcast_untrusted(data)) is not None:
+                        self._port.bus_message(*broadcast, now)
+                    else:
+                        self.malformed += 1
+                await self._flush()
 
     async def _carry_out(self, client: Redis[bytes], scripts: Sequence[Script[bytes]]) -> None:
         while True:
             await self._poked.wait()
             self._poked = trio.Event()
-            # One at a time, in order: the room's order is the order of publishes.
             with _calling_core():
                 commands = self._port.bus_commands()
             changed = False
-            for command in commands:
-                result = await self._in_time(self._execute(client, scripts, command))
+            # In order (the room's order is the order of publishes), a pipeline at
+            # a time: one round trip for all the commands taken, and the broadcasts
+            # of their publishes come back together (``_deliver`` flushes once for them).
+            for start in range(0, len(commands), _PIPELINE):
+                batch = commands[start : start + _PIPELINE]
+                results = await self._in_time(self._execute_all(client, scripts, batch))
                 self._last_reply = trio.current_time()
-                if result is not None:
-                    with _calling_core():
-                        self._port.bus_result(result, self._last_reply)
-                    # A Published answer changes nothing (the broadcast does): a flush
-                    # for it would cost a pass over every busy session for nothing.
-                    changed = changed or not isinstance(result, Published)
+                for result in results:
+                    if result is not None:
+                        with _calling_core():
+                            self._port.bus_result(result, self._last_reply)
+                        # A Published answer changes nothing (the broadcast does): a
+                        # flush for it would cost a pass over every busy session.
+                        changed = changed or not isinstance(result, Published)
             if changed:
                 with _calling_core():
                     await self._flush()
@@ -533,15 +561,54 @@ class RedisBus:
                 raise
         raise trio.TooSlowError
 
+    async def _execute_all(
+        self, client: Redis[bytes], scripts: Sequence[Script[bytes]], commands: list[BusCommand]
+    ) -> list[BusResult | None]:
+        """Run ``commands`` in order as one pipeline; their results, in the same order."""
+        from coredis.exceptions import NoScriptError
+
+        calls = [self._call(command) for command in commands]
+        if len(calls) == 1:
+            return [await self._execute(client, scripts, commands[0], calls[0])]
+        async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+            # evalsha rather than the Script objects: those make a pipeline ask
+            # SCRIPT EXISTS first, a round trip more (the session loaded them).
+            requests = [
+                pipe.publish(call.channel, call.payload)
+                if call.script is None
+                else pipe.evalsha(scripts[call.script].sha, call.keys, call.args)
+                for call in calls
+            ]
+        results: list[BusResult | None] = []
+        for command, call, request in zip(commands, calls, requests, strict=True):
+            try:
+                reply: object = await request
+            except NoScriptError:
+                # Redis lost the scripts (SCRIPT FLUSH): nothing ran, so run it
+                # alone, which loads the script again. Those after it failed the same way.
+                results.append(await self._execute(client, scripts, command, call))
+                continue
+            results.append(_answer(command, reply))
+        return results
+
     async def _execute(
-        self, client: Redis[bytes], scripts: Sequence[Script[bytes]], command: BusCommand
+        self,
+        client: Redis[bytes],
+        scripts: Sequence[Script[bytes]],
+        command: BusCommand,
+        call: _Call,
     ) -> BusResult | None:
-        publish, fetch, refresh = scripts
+        if call.script is None:
+            await client.publish(call.channel, call.payload)
+            return None
+        return _answer(command, await scripts[call.script](call.keys, call.args))
+
+    def _call(self, command: BusCommand) -> _Call:
+        """What Redis is asked to do for ``command``."""
         base = room_channel(self._room)
         history = [f"{base}:epoch", f"{base}:seq", f"{base}:history"]
         candidate = secrets.token_hex(8)
         args: list[str | bytes | int]
-        reply: object
         match command:
             case Publish():
                 keys = list(history)
@@ -552,11 +619,9 @@ class RedisBus:
                     else:
                         keys.append(name_hold_key(self._room, claim.name_key))
                         args += ["1", claim.owner]
-                reply = await publish(keys, args)
-                return _published(command, reply)
+                return _Call(_PUBLISH, keys, args)
             case Fetch():
-                reply = await fetch(history, [candidate, max(command.after, 0)])
-                return _fetched(command, reply)
+                return _Call(_FETCH, history, [candidate, max(command.after, 0)])
             case Refresh():
                 keys = [f"{base}:presence", f"{base}:records"]
                 args = [_milliseconds(command.ttl), len(command.records)]
@@ -564,13 +629,41 @@ class RedisBus:
                     keys.append(name_hold_key(self._room, name_key(record.name)))
                     args += [record.member, encode_record(record), record.owner]
                 args += command.gone
-                reply = await refresh(keys, args)
-                return _refreshed(command, reply)
+                return _Call(_REFRESH, keys, args)
             case Direct():
-                await client.publish(server_channel(command.server), command.payload)
-                return None
+                return _Call(None, channel=server_channel(command.server), payload=command.payload)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call:
+    """One Redis command: a script (its index in ``_SCRIPTS``) with keys and
+    arguments, or (``script`` None) a ``PUBLISH`` of ``payload`` on ``channel``."""
+
+    script: int | None
+    keys: list[str] = dataclasses.field(default_factory=list)
+    args: list[str | bytes | int] = dataclasses.field(default_factory=list)
+    channel: str = ""
+    payload: bytes = b""
+
+
+def _answer(command: BusCommand, reply: object) -> BusResult | None:
+    """The result of ``command`` from its script's ``reply``."""
+    match command:
+        case Publish():
+            return _published(command, reply)
+        case Fetch():
+            return _fetched(command, reply)
+        case Refresh():
+            return _refreshed(command, reply)
+    return None
+
+
+#: Flush at least once per this many broadcasts, however fast they come.
+_MAX_BURST: Final = 64
+#: At most this many commands in one pipeline (what the core queues at once is
+#: usually a few; a long queue goes in several round trips, each in time).
+_PIPELINE: Final = 64
+_PUBLISH, _FETCH, _REFRESH = 0, 1, 2
 _SCRIPTS: Final = (PUBLISH_LUA, FETCH_LUA, REFRESH_LUA)
 
 
