@@ -46,6 +46,8 @@ class _Typist:
 
     def __init__(self) -> None:
         self.started = trio.Event()
+        #: Set when A is told that B joined (see ``trips_between``).
+        self.joined = trio.Event()
         self._send, self._lines = trio.open_memory_channel[str](1)
 
     async def type(self, line: str) -> None:
@@ -57,9 +59,11 @@ class _Typist:
         return await self._lines.receive()
 
     def show(self, event: Event) -> None:
-        """Note the session start; ignore the rest."""
+        """Note the session start and B's join; ignore the rest."""
         if isinstance(event, SessionStarted):
             self.started.set()
+        elif isinstance(event, PresenceNoticed) and event.what == "joined" and event.name == "b":
+            self.joined.set()
 
 
 class _Reader:
@@ -69,7 +73,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.started = trio.Event()
-        #: Set when B is told that A joined (so B is in the room before A's lines).
+        #: Set when B is told that A joined (see ``trips_between``).
         self.joined = trio.Event()
         self.shown = trio.Event()
         self.shown_at = 0.0
@@ -96,6 +100,12 @@ async def trips_between(typist_port: int, reader_port: int, trips: int) -> list[
     """``trips`` messages, one at a time, from client A (on the server at
     ``typist_port``) to client B (at ``reader_port``): the seconds each took."""
     typist, reader = _Typist(), _Reader()
+    # B's session may start before its join has taken its place in the room's order
+    # (on a bus, before it came back from Redis): a line A types then comes before
+    # B in that order and is not B's. Both joins are in the order once either of
+    # them is told of the other's (the one who joined first is told; on a bus that
+    # may be A, when A's join reached Redis first), and A's lines come after.
+    typist.joined = reader.joined = trio.Event()
     config = Config()
     filler = _stdlib.payload(SIZE).decode("ascii")
     out: list[float] = []
@@ -105,10 +115,7 @@ async def trips_between(typist_port: int, reader_port: int, trips: int) -> list[
         await reader.started.wait()
         await nursery.start(partial(client, typist, port=typist_port, name="a"))
         await typist.started.wait()
-        # B's session may start before its join has taken its place in the room's
-        # order (on a bus, before it came back from Redis): a line A types then
-        # comes before B in that order and is not B's. Once B saw A join, it is.
-        await reader.joined.wait()
+        await reader.joined.wait()  # B told of A, or A of B
         for i in range(WARMUP + trips):
             line = f"{i:08d}{filler}"[:SIZE]
             reader.shown = trio.Event()
