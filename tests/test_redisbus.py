@@ -10,6 +10,7 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -138,6 +139,15 @@ async def running(url: str, server_id: str, room: str = "lobby") -> AsyncIterato
 async def two_servers(url: str) -> AsyncIterator[tuple[Server, Server]]:
     async with running(url, "A") as a, running(url, "B") as b:
         yield a, b
+
+
+@asynccontextmanager
+async def with_client(url: str) -> AsyncIterator[tuple[Server, Any]]:
+    """Server ``A`` on the bus, and a plain coredis client of the same Redis."""
+    import coredis
+
+    async with running(url, "A") as a, coredis.Redis.from_url(url) as client:
+        yield a, client
 
 
 def _published(result: BusResult) -> Published:
@@ -317,13 +327,8 @@ async def test_commands_taken_together_are_answered_in_order(redis_server: Redis
 
 @redis
 async def test_scripts_flushed_from_redis_are_loaded_again(redis_server: RedisServer) -> None:
-    import coredis
-
     with trio.fail_after(5):
-        async with (
-            running(redis_server.url, "A") as a,
-            coredis.Redis.from_url(redis_server.url) as admin,
-        ):
+        async with with_client(redis_server.url) as (a, admin):
             await admin.script_flush()
             a.send(Publish(b"one"), Publish(b"two"), Fetch(0))  # a pipeline
             await a.port.wait_until(lambda: len(a.port.results) == 3)
@@ -359,13 +364,8 @@ def _runs_between_flushes(log: list[str]) -> list[int]:
 
 @redis
 async def test_broadcasts_arriving_together_get_one_flush(redis_server: RedisServer) -> None:
-    import coredis
-
     with trio.fail_after(5):
-        async with (
-            running(redis_server.url, "A") as a,
-            coredis.Redis.from_url(redis_server.url) as intruder,
-        ):
+        async with with_client(redis_server.url) as (a, intruder):
             start = len(a.port.log)
             await intruder.eval(BURST_LUA, [room_channel("lobby")], ["e", "a", "b", "c"])
             await a.port.wait_until(lambda: len(a.port.messages) == 3 and a.port.log[-1] == "flush")
