@@ -20,12 +20,13 @@ from ._config import Config
 from ._rtt import RttEstimator
 from ._wire import ACK_BITS, DATA_OVERHEAD, FLAG_KEEPALIVE, FLAG_MORE
 
-_WRAP = 2**32
+#: Sequence (and packet) numbers travel modulo this.
+WRAP = 2**32
 
 
 def expand_u32(wire: int, near: int) -> int:
     """The unbounded number closest to ``near`` whose low 32 bits are ``wire``."""
-    return near + ((wire - near + _WRAP // 2) % _WRAP) - _WRAP // 2
+    return near + ((wire - near + WRAP // 2) % WRAP) - WRAP // 2
 
 
 def _is_acked(seq: int, next_seq: int, bitmap: int) -> bool:
@@ -219,7 +220,7 @@ class Sender:
         room = min(self._config.window - len(in_flight), len(queue))
         if room > 0:
             # New packets: _sent() for a first transmission, inlined (a relay's hot path).
-            deadline = now + self.rtt.rto
+            deadline = now + self.rtt.backed_off(1)
             for _ in range(room):
                 packet = queue.popleft()
                 packet.first_sent = packet.sent_at = now
@@ -354,7 +355,7 @@ class Receiver:
         self._owed = 0
         self._ack_at = math.inf
         next_seq, bitmap = self.ack_fields()
-        delay = min(max(round((now - self._arrived_at) * 1e6), 0), _WRAP - 1)
+        delay = min(max(round((now - self._arrived_at) * 1e6), 0), WRAP - 1)
         return next_seq, bitmap, delay
 
     def _assemble(self, flags: int, payload: bytes) -> bytes | None:
@@ -384,4 +385,4 @@ class Receiver:
             offset = seq - self.next_seq - 1
             if 0 <= offset < ACK_BITS:
                 bitmap |= 1 << offset
-        return self.next_seq % _WRAP, bitmap
+        return self.next_seq % WRAP, bitmap

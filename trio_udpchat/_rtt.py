@@ -18,7 +18,7 @@ class RttEstimator:
         self._config = config
         self.srtt: float | None = None
         self.rttvar = 0.0
-        self.rto = min(config.rto_initial, config.rto_max)  # as backed_off(1) has it
+        self.rto = config.rto_initial
 
     def sample(self, rtt: float, ack_delay: float = 0.0) -> None:
         """Fold in one measured round trip of ``rtt`` seconds, of which the receiver

@@ -62,10 +62,12 @@ class _Sealing:
         self._header = sealed_header()
 
     def frame(self, frame: Frame) -> bytes:
-        return self._header + self._sealer.seal(self._header, encode_inner(frame))
+        return self._seal(encode_inner(frame))
 
     def data(self, session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
-        inner = encode_data_inner(session, pn, seq, flags, payload)
+        return self._seal(encode_data_inner(session, pn, seq, flags, payload))
+
+    def _seal(self, inner: bytes) -> bytes:
         return self._header + self._sealer.seal(self._header, inner)
 
 

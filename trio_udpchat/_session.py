@@ -8,12 +8,10 @@ from dataclasses import dataclass
 
 from ._config import Config
 from ._events import Address
-from ._reliable import Message, Receiver, Sender, expand_u32
+from ._reliable import WRAP, Message, Receiver, Sender, expand_u32
 from ._replay import ReplayWindow
 from ._sealed import CLEAR, Encoder
 from ._wire import DATA_OVERHEAD, Ack, Bye, Data, SessionFrame
-
-_WRAP = 2**32  # packet and sequence numbers travel modulo this
 
 
 @dataclass(slots=True)
@@ -113,7 +111,7 @@ class Session:
         self._next_pn = pn + len(packets)
         data, session = self._encode.data, self.id
         out = [
-            data(session, (pn + i) % _WRAP, p.seq % _WRAP, p.flags, p.payload)
+            data(session, (pn + i) % WRAP, p.seq % WRAP, p.flags, p.payload)
             for i, p in enumerate(packets)
         ]
         ack_at = self.receiver.ack_deadline()
@@ -139,6 +137,6 @@ class Session:
         return self._encode.frame(Bye(self.id, self._pn(), next_seq))
 
     def _pn(self) -> int:
-        pn = self._next_pn % _WRAP
+        pn = self._next_pn % WRAP
         self._next_pn += 1
         return pn

@@ -226,6 +226,11 @@ def _pack(layout: struct.Struct, *fields: int | bytes) -> bytes:
         raise LocalProtocolError(f"a frame field is out of range: {exc}") from None
 
 
+def _check_flags(flags: int) -> None:
+    if flags & ~_KNOWN_FLAGS:
+        raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+
+
 def encode_frame(frame: Frame) -> bytes:
     """Return the bytes of ``frame`` as a clear frame.
 
@@ -243,8 +248,7 @@ def encode_data(session: int, pn: int, seq: int, flags: int, payload: bytes) -> 
     A relay encodes one Data frame per member per message: this is its hot path,
     so the header is packed in one call.
     """
-    if flags & ~_KNOWN_FLAGS:
-        raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+    _check_flags(flags)
     header = _pack(_DATA_FRAME, MAGIC, VERSION, _DATA_CODE, session, pn, seq, flags)
     return b"".join((header, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(header)))))
 
@@ -252,8 +256,7 @@ def encode_data(session: int, pn: int, seq: int, flags: int, payload: bytes) -> 
 def encode_data_inner(session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
     """``encode_inner(Data(session, pn, seq, flags, payload))``, without building the
     frame: a sealed relay's hot path, as :func:`encode_data` is a clear one's."""
-    if flags & ~_KNOWN_FLAGS:
-        raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+    _check_flags(flags)
     return _pack(_DATA_INNER, _DATA_CODE, session, pn, seq, flags) + payload
 
 
@@ -282,8 +285,7 @@ def _encode_body(frame: Frame) -> bytes:
         case Welcome(nonce=nonce, session=session, expiry_ms=expiry_ms):
             return _pack(_WELCOME, nonce, session, expiry_ms)
         case Data(session=session, pn=pn, seq=seq, flags=flags, payload=payload):
-            if flags & ~_KNOWN_FLAGS:
-                raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+            _check_flags(flags)
             return _pack(_DATA, session, pn, seq, flags) + payload
         case Ack(session=session, pn=pn, next=next_seq, bitmap=bitmap, delay=delay):
             return _pack(_ACK, session, pn, next_seq, bitmap, delay)
