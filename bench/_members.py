@@ -14,7 +14,8 @@ can be, one stdlib socket each, all driven by one ``selectors`` loop:
   batch, an Ack goes at once if two or more packets (or one out of order, or
   a duplicate) are unacknowledged, else it is held until ``ack_delay`` after
   the first, unless more arrive), parsing only the Data header it needs
-  (loopback: no corruption to check for). Our sender is a member too and its messages are
+  (loopback: no corruption to check for), and a bundle's lengths to count
+  the messages in it. Our sender is a member too and its messages are
   real ``Say`` frames, resent go-back-N (with fresh packet numbers, as the
   server refuses a packet number twice) if the server's acks stall, so the
   server does all its protocol work: decode, room, per-member reliable queues,
@@ -56,7 +57,16 @@ from trio_udpchat import (
 from trio_udpchat._chat import Join, Say, encode_chat
 from trio_udpchat._crypto import RoomKey, Sealer
 from trio_udpchat._sealed import CLEAR, Encoder, open_frame_untrusted, prove, sealing
-from trio_udpchat._wire import SEALED, Challenge, Denied, Frame, frame_type
+from trio_udpchat._wire import (
+    FLAG_BUNDLE,
+    FLAG_KEEPALIVE,
+    SEALED,
+    Challenge,
+    Denied,
+    Frame,
+    frame_type,
+    split_bundle,
+)
 
 from ._relays import JOIN, JOINED
 
@@ -66,7 +76,7 @@ _ACK_HEAD: Final = struct.Struct("!QII")
 _MAGIC: Final = 0xF9
 _DATA: Final = 0x03
 _ACK: Final = 0x04
-_KEEPALIVE: Final = 0x02
+_CRC_SIZE: Final = 4
 _RECV_SIZE = 2048
 _SOCKET_BUFFER = 1 << 20  # asked for; Linux grants up to net.core.rmem_max
 #: The client's ack policy (the defaults ``run_client`` uses).
@@ -77,7 +87,7 @@ _nonces = count(1)
 
 _T = TypeVar("_T")
 _Answer = TypeVar("_Answer", Challenge, Welcome)
-#: What a member reads of a datagram: (_DATA, seq, flags), (_ACK, next, 0), or None.
+#: What a member reads of a datagram: (_DATA, seq, messages in it), (_ACK, next, 0), or None.
 _Reader = Callable[[bytes], tuple[int, int, int] | None]
 
 
@@ -154,13 +164,20 @@ def _answer_to(
     return accept
 
 
+def _messages(flags: int, payload: bytes) -> int:
+    """Whole messages a Data packet brings: a bundle's count, 0 for a keepalive."""
+    if flags & FLAG_BUNDLE:
+        return len(split_bundle(payload))
+    return 0 if flags & FLAG_KEEPALIVE else 1
+
+
 def _read_clear(data: bytes) -> tuple[int, int, int] | None:
     """The Data or Ack header of a clear frame (no checksum check: loopback)."""
     if len(data) < 3 + _ACK_HEAD.size or data[0] != _MAGIC:
         return None
     if data[2] == _DATA:
         _, _, seq, flags = _DATA_HEAD.unpack_from(data, 3)
-        return _DATA, seq, flags
+        return _DATA, seq, _messages(flags, data[3 + _DATA_HEAD.size : -_CRC_SIZE])
     if data[2] == _ACK:
         _, _, acked = _ACK_HEAD.unpack_from(data, 3)
         return _ACK, acked, 0
@@ -174,7 +191,7 @@ def _read_sealed(key: bytes, data: bytes) -> tuple[int, int, int] | None:
     except RemoteProtocolError:
         return None
     if isinstance(frame, Data):
-        return _DATA, frame.seq, frame.flags
+        return _DATA, frame.seq, _messages(frame.flags, frame.payload)
     if isinstance(frame, Ack):
         return _ACK, frame.next, 0
     return None
@@ -271,12 +288,12 @@ class ChatMember:
                 break
             if header is None:
                 continue
-            code, number, flags = header
+            code, number, messages = header
             if code == _DATA:
                 owed += 1
                 if number == self.next_seq % 2**32:
                     self.next_seq += 1
-                    got += not flags & _KEEPALIVE
+                    got += messages
                 else:  # a duplicate or a gap: the client acks at once
                     at_once = True
             else:  # _ACK; no wrap: a benchmark sends < 2**32

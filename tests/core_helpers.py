@@ -119,6 +119,14 @@ def acks_at_once(config: Config | None) -> Config:
     return replace(config or Config(), ack_every=1, ack_delay=0.0)
 
 
+def one_per_packet(config: Config | None) -> Config:
+    """``config`` (default: the default one) with every message in a packet of its
+    own: the tier-1 tests read frame by frame. Bundles have their own tests
+    (``test_bundles.py``), and run in the lossy-link state machines and every Trio
+    and end-to-end test."""
+    return replace(config or Config(), bundle=False)
+
+
 def make_server(
     config: Config | None = None,
     seed: int = SEED,
@@ -128,15 +136,19 @@ def make_server(
     allow_plain: bool = False,
     name: str = OPERATOR,
     delayed_acks: bool = False,
+    bundles: bool = False,
 ) -> ServerCore:
     """A seeded server core (its operator called ``name``). Plain-text peers are trusted
     (no amplification budget) unless ``trust_plain`` is false: only the budget's own
-    tests are about it. Acks go at once (:func:`acks_at_once`) unless ``delayed_acks``."""
+    tests are about it. Acks go at once (:func:`acks_at_once`) unless ``delayed_acks``,
+    and each message in a packet of its own (:func:`one_per_packet`) unless ``bundles``."""
     config = config or Config()
     if trust_plain:
         config = replace(config, plain_budget_factor=None)
     if not delayed_acks:
         config = acks_at_once(config)
+    if not bundles:
+        config = one_per_packet(config)
     return ServerCore(config, name=name, randbits=seeded(seed), key=key, allow_plain=allow_plain)
 
 
@@ -161,12 +173,16 @@ def make_client(
     keyed: bool = False,
     token: int = 0,
     delayed_acks: bool = False,
+    bundles: bool = False,
 ) -> ClientCore:
     """A seeded client core of the server at ``SERVER`` (``keyed``: it has a passphrase;
     ``token``: what its joins carry, none by default). Acks go at once
-    (:func:`acks_at_once`) unless ``delayed_acks``."""
+    (:func:`acks_at_once`) unless ``delayed_acks``, and each message in a packet of its
+    own (:func:`one_per_packet`) unless ``bundles``."""
     if not delayed_acks:
         config = acks_at_once(config)
+    if not bundles:
+        config = one_per_packet(config)
     return ClientCore(
         SERVER, config, plain=plain, name=name, randbits=seeded(seed), keyed=keyed, token=token
     )
@@ -483,10 +499,15 @@ class Pair:
         name: str = "",
         key: RoomKey | None = None,
         client_key: RoomKey | None = None,
+        bundles: bool = False,
     ) -> None:
-        self.server = make_server(config, seed=seed, key=key)
+        self.server = make_server(config, seed=seed, key=key, bundles=bundles)
         self.client = make_client(
-            client_config or config, seed=seed + 1, name=name, keyed=client_key is not None
+            client_config or config,
+            seed=seed + 1,
+            name=name,
+            keyed=client_key is not None,
+            bundles=bundles,
         )
         self.client_key = client_key
         self.addr = CLIENT

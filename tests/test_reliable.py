@@ -38,11 +38,13 @@ SMALL_CHUNK = 64 - DATA_OVERHEAD
 
 
 def config(**overrides: Any) -> Config:
-    return Config(**overrides)
+    """A config whose messages each go in a packet of their own: these tests are
+    about packets (bundles have their own, in test_bundles)."""
+    return Config(**{"bundle": False, **overrides})
 
 
 def make_sender(cfg: Config | None = None) -> Sender:
-    return Sender(cfg or Config(), Counter())
+    return Sender(cfg or config(), Counter())
 
 
 def make_receiver(cfg: Config | None = None, next_seq: int = 0) -> Receiver:
@@ -603,7 +605,7 @@ def test_sender_and_receiver_work_across_the_wrap(start: int) -> None:
 
 
 def make_session(peer: Address = A, session_id: int = 1) -> Session:
-    return Session(session_id, peer, Config(), 0.0, Counter())
+    return Session(session_id, peer, config(), 0.0, Counter())
 
 
 def test_session_roams_to_the_newest_datagram_only() -> None:
@@ -770,7 +772,7 @@ def test_the_cached_deadline_is_never_late_and_exact_once_due(ops: list[tuple[An
     is never later than a full scan of the window says (a late timer would delay a
     retransmission); after an ack it may be earlier (acks do not rescan), and then
     the timer firing at it (a transmit) finds it exact again."""
-    sender = Sender(Config(window=8, fast_retransmit_after=2), Counter())
+    sender = Sender(config(window=8, fast_retransmit_after=2), Counter())
     now = 0.0
     for op in ops:
         due = sender.deadline()

@@ -18,6 +18,7 @@ from trio_udpchat._errors import LocalProtocolError, RemoteProtocolError
 from trio_udpchat._wire import (
     ACK_BITS,
     DATA_OVERHEAD,
+    FLAG_BUNDLE,
     FLAG_KEEPALIVE,
     FLAG_MORE,
     HEADER_SIZE,
@@ -33,12 +34,15 @@ from trio_udpchat._wire import (
     Hello,
     Reset,
     Welcome,
+    bundle_overhead,
     decode_frame_untrusted,
+    encode_bundle,
     encode_data,
     encode_data_inner,
     encode_frame,
     encode_inner,
     is_frame,
+    split_bundle,
 )
 
 U32_MAX = 2**32 - 1
@@ -66,33 +70,33 @@ KNOWN_REASONS = frozenset(
 #: Each frame's bytes before its CRC-32 trailer, written out from the layout table;
 #: the trailer is computed by zlib (an implementation independent of ours).
 GOLDEN: list[tuple[Frame, str]] = [
-    (Hello(nonce=0x0102030405060708), "f9 03 01  01 02 03 04 05 06 07 08  " + ZERO16),
-    (Hello(nonce=0), "f9 03 01  00 00 00 00 00 00 00 00  " + ZERO16),
-    (Hello(nonce=3, cookie=COOKIE), "f9 03 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX),
+    (Hello(nonce=0x0102030405060708), "f9 04 01  01 02 03 04 05 06 07 08  " + ZERO16),
+    (Hello(nonce=0), "f9 04 01  00 00 00 00 00 00 00 00  " + ZERO16),
+    (Hello(nonce=3, cookie=COOKIE), "f9 04 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX),
     (
         Hello(nonce=3, cookie=COOKIE, proof=PROOF),
-        "f9 03 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX + "  " + PROOF.hex(" "),
+        "f9 04 01  00 00 00 00 00 00 00 03  " + COOKIE_HEX + "  " + PROOF.hex(" "),
     ),
     (
         Challenge(nonce=U64_MAX, cookie=COOKIE),
-        "f9 03 07  ff ff ff ff ff ff ff ff  " + COOKIE_HEX + "  00  " + ZERO16,
+        "f9 04 07  ff ff ff ff ff ff ff ff  " + COOKIE_HEX + "  00  " + ZERO16,
     ),
     (
         Challenge(nonce=9, cookie=COOKIE, salt=SALT),
-        "f9 03 07  00 00 00 00 00 00 00 09  " + COOKIE_HEX + "  01  " + SALT.hex(" "),
+        "f9 04 07  00 00 00 00 00 00 00 09  " + COOKIE_HEX + "  01  " + SALT.hex(" "),
     ),
-    (Denied(nonce=0x0102030405060708), "f9 03 08  01 02 03 04 05 06 07 08"),
+    (Denied(nonce=0x0102030405060708), "f9 04 08  01 02 03 04 05 06 07 08"),
     (
         Welcome(nonce=1, session=U64_MAX, expiry_ms=60_000),
-        "f9 03 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
+        "f9 04 02  00 00 00 00 00 00 00 01  ff ff ff ff ff ff ff ff  00 00 ea 60",
     ),
     (
         Data(session=42, pn=0, seq=0, flags=0, payload=b""),
-        "f9 03 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
+        "f9 04 03  00 00 00 00 00 00 00 2a  00 00 00 00  00 00 00 00  00",
     ),
     (
         Data(session=7, pn=1, seq=2, flags=0, payload=b"hi"),
-        "f9 03 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
+        "f9 04 03  00 00 00 00 00 00 00 07  00 00 00 01  00 00 00 02  00  68 69",
     ),
     (
         # A first fragment (MORE): h, é (c3 a9), l, l, o, space, 🎉 U+1F389 (f0 9f 8e 89)
@@ -103,7 +107,7 @@ GOLDEN: list[tuple[Frame, str]] = [
             flags=FLAG_MORE,
             payload="héllo 🎉".encode(),
         ),
-        "f9 03 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
+        "f9 04 03  ff ff ff ff ff ff ff ff  ff ff ff ff  80 00 00 00  01"
         "  68 c3 a9 6c 6c 6f 20 f0 9f 8e 89",
     ),
     (
@@ -114,37 +118,42 @@ GOLDEN: list[tuple[Frame, str]] = [
             flags=FLAG_KEEPALIVE,
             payload=b"",
         ),
-        "f9 03 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
+        "f9 04 03  01 02 03 04 05 06 07 08  0a 0b 0c 0d  11 22 33 44  02",
     ),
     (
         # Payloads are opaque bytes: a fragment may end inside a UTF-8 sequence.
         Data(session=1, pn=2, seq=3, flags=FLAG_MORE | FLAG_KEEPALIVE, payload=b"\xc3\x00\xff"),
-        "f9 03 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
+        "f9 04 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  03  c3 00 ff",
+    ),
+    (
+        # A bundle of two whole messages, "hi" and "", each after its u16 length.
+        Data(session=1, pn=2, seq=3, flags=FLAG_BUNDLE, payload=b"\x00\x02hi\x00\x00"),
+        "f9 04 03  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  04  00 02 68 69  00 00",
     ),
     (
         Ack(session=5, pn=3, next=0x10, bitmap=0b1011),
-        "f9 03 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b"
+        "f9 04 04  00 00 00 00 00 00 00 05  00 00 00 03  00 00 00 10  00 00 00 00 00 00 00 0b"
         "  00 00 00 00",
     ),
     (
         # Held 25 ms (25,000 us = 0x61a8) after the newest packet it reports arrived.
         Ack(session=U64_MAX, pn=0, next=U32_MAX, bitmap=0x8000000000000001, delay=25_000),
-        "f9 03 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01"
+        "f9 04 04  ff ff ff ff ff ff ff ff  00 00 00 00  ff ff ff ff  80 00 00 00 00 00 00 01"
         "  00 00 61 a8",
     ),
     (
         Ack(session=1, pn=2, next=3, bitmap=0, delay=U32_MAX),
-        "f9 03 04  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  00 00 00 00 00 00 00 00"
+        "f9 04 04  00 00 00 00 00 00 00 01  00 00 00 02  00 00 00 03  00 00 00 00 00 00 00 00"
         "  ff ff ff ff",
     ),
     (
         Bye(session=0xDEADBEEF, pn=9, next=0x0102),
-        "f9 03 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
+        "f9 04 05  00 00 00 00 de ad be ef  00 00 00 09  00 00 01 02",
     ),
-    (Reset(session=0x8000000000000000), "f9 03 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
+    (Reset(session=0x8000000000000000), "f9 04 06  80 00 00 00 00 00 00 00  00 00 00 00  00"),
     (
         Reset(session=7, next=0x01020304, known=True),
-        "f9 03 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
+        "f9 04 06  00 00 00 00 00 00 00 07  01 02 03 04  01",
     ),
 ]
 
@@ -214,22 +223,24 @@ def test_any_single_bit_flip_is_caught(frame: Frame, hex_bytes: str) -> None:
 def test_golden_table_covers_every_frame_type_and_flag() -> None:
     assert {type(frame) for frame, _ in GOLDEN} == set(FRAME_TYPES)
     flags = {frame.flags for frame, _ in GOLDEN if isinstance(frame, Data)}
-    assert flags == {0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE}
+    assert flags == {0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE, FLAG_BUNDLE}
     assert any(isinstance(frame, Ack) and frame.bitmap >> 63 for frame, _ in GOLDEN)
 
 
 def test_layout_constants() -> None:
-    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 3, 3, 24, 64)
+    assert (MAGIC, VERSION, HEADER_SIZE, DATA_OVERHEAD, ACK_BITS) == (0xF9, 4, 3, 24, 64)
     # Sealed: header 3, nonce 24, tag 16, then the code 1 and the fields 17.
     assert SEALED_DATA_OVERHEAD == 61
-    assert (FLAG_MORE, FLAG_KEEPALIVE) == (0x01, 0x02)
+    assert (FLAG_MORE, FLAG_KEEPALIVE, FLAG_BUNDLE) == (0x01, 0x02, 0x04)
 
 
 # -- hypothesis: round trip ------------------------------------------------------
 
 u32 = st.integers(min_value=0, max_value=U32_MAX)
 u64 = st.integers(min_value=0, max_value=U64_MAX)
-known_flags = st.sampled_from([0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE])
+known_flags = st.sampled_from(
+    [0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE, FLAG_BUNDLE]
+)
 cookies = st.binary(min_size=16, max_size=16)
 frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Hello, u64, cookies, st.sampled_from([b"", PROOF])),
@@ -276,7 +287,7 @@ def test_the_fast_inner_encoder_is_the_data_frame_sealed_frames_encrypt(
 
 @pytest.mark.parametrize("encode", [encode_data, encode_data_inner])
 @pytest.mark.parametrize(
-    "fields", [(2**64, 0, 0, 0), (0, 2**32, 0, 0), (0, 0, -1, 0), (0, 0, 0, 4)]
+    "fields", [(2**64, 0, 0, 0), (0, 2**32, 0, 0), (0, 0, -1, 0), (0, 0, 0, 8), (0, 0, 0, 5)]
 )
 def test_the_fast_data_encoders_refuse_what_encode_frame_refuses(
     encode: Callable[..., bytes], fields: tuple[int, int, int, int]
@@ -285,8 +296,8 @@ def test_the_fast_data_encoders_refuse_what_encode_frame_refuses(
         encode(*fields, b"")
 
 
-@pytest.mark.parametrize("flags", [0x04, 0x08, 0x80, 0xFC, 0xFF])
-def test_unknown_flags_cannot_be_encoded(flags: int) -> None:
+@pytest.mark.parametrize("flags", [0x05, 0x06, 0x08, 0x80, 0xFC, 0xFF])
+def test_invalid_flags_cannot_be_encoded(flags: int) -> None:
     with pytest.raises(LocalProtocolError):
         encode_frame(Data(1, 2, 3, flags, b""))
 
@@ -395,7 +406,8 @@ def test_any_tail_change_fails_the_checksum(extra: bytes) -> None:
 # -- specific bad input --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 4, 0xFF])  # 2: before acks carried a delay
+# 2: before acks carried a delay; 3: before bundles
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 5, 0xFF])
 def test_unknown_version(version: int) -> None:
     assert _reason(bytes([MAGIC, version, 0x01]) + bytes(8)) == "bad-version"
 
@@ -424,8 +436,9 @@ def test_wrong_fixed_body_length(code: int, good_size: int, delta: int) -> None:
     assert _reason(_frame_bytes(code, good_size + delta)) == "bad-length"
 
 
-@pytest.mark.parametrize("flags", [0x04, 0x08, 0x10, 0x80, 0x05, 0xFF])
-def test_unknown_data_flags(flags: int) -> None:
+# A bundle holds whole messages: never a fragment (0x05) or a keepalive (0x06) too.
+@pytest.mark.parametrize("flags", [0x08, 0x10, 0x80, 0x05, 0x06, 0x07, 0xFF])
+def test_invalid_data_flags(flags: int) -> None:
     data = checksummed(bytes([MAGIC, VERSION, 0x03]) + bytes(16) + bytes([flags]) + b"payload")
     assert _reason(data) == "bad-flags"
 
@@ -472,3 +485,46 @@ def test_is_frame_examples() -> None:
     assert not is_frame(b"Hello, server!")
     assert not is_frame("é".encode())
     assert is_frame(b"\xf9")
+
+
+# -- bundles ----------------------------------------------------------------------
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=8))
+def test_bundle_round_trip(parts: list[bytes]) -> None:
+    payload = encode_bundle(parts)
+    assert len(payload) == sum(map(len, parts)) + bundle_overhead(len(parts))
+    assert split_bundle(payload) == parts
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",  # no message at all
+        b"\x00",  # half a length
+        b"\x00\x03hi",  # a length past the end
+        b"\x00\x02hi\x00",  # a whole message, then half a length
+        b"\x00\x01hi",  # a byte left over
+    ],
+)
+def test_a_bundle_whose_lengths_do_not_tile_it_is_refused(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        split_bundle(payload)
+    assert caught.value.reason == "bad-bundle"
+
+
+@given(st.binary(max_size=64))
+def test_splitting_any_bytes_returns_messages_that_tile_them_or_refuses(payload: bytes) -> None:
+    try:
+        parts = split_bundle(payload)
+    except RemoteProtocolError as exc:
+        reason = exc.reason
+    else:
+        assert encode_bundle(parts) == payload
+        return
+    assert reason == "bad-bundle"
+
+
+def test_a_message_too_long_for_a_length_is_refused_locally() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_bundle([bytes(2**16)])

@@ -37,6 +37,10 @@ class Config:
     give_up_after: float = 30.0
     #: Reliable packets in flight per session (KCP's send window).
     window: int = 32
+    #: Whole messages waiting together for a session leave as one packet (a
+    #: bundle), as QUIC packs several frames in one: a busy relay's members each
+    #: get one datagram for several messages. False: one packet per message.
+    bundle: bool = True
     #: Packets queued behind the window per session; beyond it a send is refused.
     send_queue: int = 256
     #: How far past the next expected packet the receiver buffers (KCP).

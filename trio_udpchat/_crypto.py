@@ -116,7 +116,7 @@ def open_untrusted(key: bytes, associated: bytes, sealed: bytes | memoryview) ->
     return plaintext
 
 
-# A relay seals once per member per message and opens every ack: PyNaCl's
+# A relay seals once per member per packet and opens every ack: PyNaCl's
 # binding functions check and format their arguments on each call, which took
 # twice as long as the encryption itself (3.4 vs 1.2-1.5 us for a 130-byte
 # frame). Our arguments are checked once (sizes fixed by the wire layout), so

@@ -1,7 +1,9 @@
 """Reliable, ordered delivery over datagrams: the sending and receiving halves.
 
-The sender splits each message into packets that fit one datagram, keeps at
-most ``config.window`` of them in flight, retransmits each on its own
+The sender splits each message into packets that fit one datagram, packs
+whole messages waiting together into one packet (a bundle: a busy relay's
+members each get one datagram for several messages), keeps at
+most ``config.window`` packets in flight, retransmits each on its own
 RTT-based timeout (doubling, capped; at once after ``fast_retransmit_after``
 acks skip it), and fails after ``max_transmissions`` sends or
 ``give_up_after`` seconds. The receiver drops duplicates, buffers up to
@@ -17,8 +19,18 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from ._config import Config
+from ._errors import RemoteProtocolError
 from ._rtt import RttEstimator
-from ._wire import ACK_BITS, DATA_OVERHEAD, FLAG_KEEPALIVE, FLAG_MORE
+from ._wire import (
+    ACK_BITS,
+    DATA_OVERHEAD,
+    FLAG_BUNDLE,
+    FLAG_KEEPALIVE,
+    FLAG_MORE,
+    bundle_overhead,
+    encode_bundle,
+    split_bundle,
+)
 
 #: Sequence (and packet) numbers travel modulo this.
 WRAP = 2**32
@@ -48,12 +60,18 @@ class Message:
 
 @dataclass(slots=True, eq=False)
 class Packet:
-    """One reliable packet in the send queue or in flight."""
+    """One reliable packet in the send queue or in flight.
+
+    Its ``seq`` is given when it is first sent (-1 while queued): packets queued
+    together may leave as one bundle.
+    """
 
     seq: int
     flags: int
     payload: bytes
-    message: Message | None  # None for a keepalive
+    message: Message | None  # None for a keepalive or a bundle
+    whole: bool = False  # a whole message in one packet: it may join a bundle
+    bundle: tuple[Message, ...] = ()  # a bundle's messages, in order
     first_sent: float = math.nan
     sent_at: float = math.nan
     transmissions: int = 0
@@ -69,6 +87,7 @@ class Sender:
     """The sending half of a reliable session."""
 
     __slots__ = (
+        "_bundling",
         "_config",
         "_due",
         "_fragment",
@@ -86,8 +105,9 @@ class Sender:
         self._stats = stats
         #: Payload bytes per fragment: what a Data frame (clear or sealed) leaves.
         self._fragment = config.max_datagram - data_overhead
+        self._bundling = config.bundle
         self.rtt = RttEstimator(config)
-        self._next_seq = 0
+        self._next_seq = 0  # of the next packet sent for the first time
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
         self._queue: deque[Packet] = deque()
         #: No later than the earliest deadline in flight (not sacked): exact after a
@@ -103,7 +123,7 @@ class Sender:
 
     @property
     def queued(self) -> int:
-        """Packets waiting for room in the window."""
+        """Packets waiting for room in the window (before bundling: at most this many)."""
         return len(self._queue)
 
     def offer(self, text: str | None, payload: bytes) -> Message | None:
@@ -113,8 +133,7 @@ class Sender:
             if len(self._queue) >= self._config.send_queue:
                 return None
             message = Message(text, payload, 1)
-            self._queue.append(Packet(self._next_seq, 0, payload, message))
-            self._next_seq += 1
+            self._queue.append(Packet(-1, 0, payload, message, True))
             return message
         chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
         if len(self._queue) + len(chunks) > self._config.send_queue:
@@ -122,17 +141,12 @@ class Sender:
         message = Message(text, payload, len(chunks))
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
-            self._queue.append(self._packet(FLAG_MORE if i < last else 0, chunk, message))
+            self._queue.append(Packet(-1, FLAG_MORE if i < last else 0, chunk, message))
         return message
 
     def keepalive(self) -> None:
         """Queue an empty packet that only asks for an ack."""
-        self._queue.append(self._packet(FLAG_KEEPALIVE, b"", None))
-
-    def _packet(self, flags: int, payload: bytes, message: Message | None) -> Packet:
-        packet = Packet(self._next_seq, flags, payload, message)
-        self._next_seq += 1
-        return packet
+        self._queue.append(Packet(-1, FLAG_KEEPALIVE, b"", None))
 
     def on_ack(
         self, next_wire: int, bitmap: int, now: float, ack_delay: float = 0.0
@@ -168,6 +182,10 @@ class Sender:
             if message is not None:
                 message.unacked -= 1
                 if message.unacked == 0:
+                    done.append(message)
+            else:
+                for message in packet.bundle:  # whole messages: this packet was their last
+                    message.unacked -= 1
                     done.append(message)
         if not self._in_flight:
             self._due = math.inf
@@ -217,20 +235,45 @@ class Sender:
             waiting = (p.deadline for p in self._in_flight.values() if not p.sacked)
             self._due = min(waiting, default=math.inf)
         queue, in_flight = self._queue, self._in_flight
-        room = min(self._config.window - len(in_flight), len(queue))
-        if room > 0:
+        room = self._config.window - len(in_flight)
+        if room > 0 and queue:
             # New packets: _sent() for a first transmission, inlined (a relay's hot path).
             deadline = now + self.rtt.backed_off(1)
-            for _ in range(room):
+            seq = self._next_seq
+            while room > 0 and queue:
                 packet = queue.popleft()
+                if packet.whole and self._bundling and queue and queue[0].whole:
+                    packet = self._bundle(packet)
+                packet.seq = seq
                 packet.first_sent = packet.sent_at = now
                 packet.transmissions = 1
                 packet.deadline = deadline
-                in_flight[packet.seq] = packet
+                in_flight[seq] = packet
                 out.append(packet)
+                seq += 1
+                room -= 1
+            self._next_seq = seq
             if deadline < self._due:
                 self._due = deadline
         return out
+
+    def _bundle(self, first: Packet) -> Packet:
+        """``first`` and the whole messages queued right after it that fit with it
+        in one packet: a bundle, or ``first`` alone if none fits."""
+        queue, parts = self._queue, [first]
+        room = self._fragment - bundle_overhead(1) - len(first.payload)
+        while queue and (after := queue[0]).whole:
+            room -= bundle_overhead(1) + len(after.payload)
+            if room < 0:
+                break
+            parts.append(queue.popleft())
+        if len(parts) == 1:
+            return first
+        messages = tuple(part.message for part in parts if part.message is not None)
+        self._stats["bundled"] += len(parts)
+        return Packet(
+            -1, FLAG_BUNDLE, encode_bundle([p.payload for p in parts]), None, False, messages
+        )
 
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
@@ -275,8 +318,8 @@ class Sender:
         """Every message not yet fully acknowledged, oldest first (for reports and requeues)."""
         seen: dict[int, Message] = {}
         for packet in (*self._in_flight.values(), *self._queue):
-            if packet.message is not None:
-                seen.setdefault(id(packet.message), packet.message)
+            for message in packet.bundle or (() if packet.message is None else (packet.message,)):
+                seen.setdefault(id(message), message)
         return list(seen.values())
 
 
@@ -316,6 +359,8 @@ class Receiver:
             self.stats["dropped:beyond-window"] += 1
             self._owe(now, at_once=True)
             return []
+        if flags & FLAG_BUNDLE and not self._valid_bundle(payload):
+            return []  # not acknowledged: it cannot be taken as it is
         in_order = seq == self.next_seq and not self._buffer  # nothing missing, before or after
         self._arrived_at = now
         self._buffer[seq] = (flags, payload)
@@ -324,6 +369,9 @@ class Receiver:
             flags, payload = self._buffer.pop(self.next_seq)
             self.next_seq += 1
             if flags & FLAG_KEEPALIVE:
+                continue
+            if flags & FLAG_BUNDLE:
+                complete += self._unbundle(payload)
                 continue
             message = self._assemble(flags, payload)
             if message is not None:
@@ -357,6 +405,27 @@ class Receiver:
         next_seq, bitmap = self.ack_fields()
         delay = min(max(round((now - self._arrived_at) * 1e6), 0), WRAP - 1)
         return next_seq, bitmap, delay
+
+    def _valid_bundle(self, payload: bytes) -> bool:
+        try:
+            split_bundle(payload)
+        except RemoteProtocolError:
+            self.stats["dropped:bad-bundle"] += 1
+            return False
+        return True
+
+    def _unbundle(self, payload: bytes) -> list[bytes]:
+        if self._assembly or self._discarding:  # a peer's bug: a bundle inside a message
+            self.stats["dropped:bad-bundle"] += 1
+            self._assembly.clear()
+            self._assembly_size = 0
+            self._discarding = False
+        limit = self.config.max_message + self.config.message_overhead
+        messages = split_bundle(payload)
+        if any(len(message) > limit for message in messages):
+            self.stats["dropped:oversized"] += 1
+            return [message for message in messages if len(message) <= limit]
+        return messages
 
     def _assemble(self, flags: int, payload: bytes) -> bytes | None:
         more = bool(flags & FLAG_MORE)

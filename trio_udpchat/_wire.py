@@ -5,7 +5,7 @@ Every frame starts with a three-byte header::
     offset  size  field
     0       1     MAGIC 0xF9: a byte that cannot start a UTF-8 sequence
                   (0xF5-0xFF never can), so a frame is never mistaken for text
-    1       1     VERSION, currently 3; any other version is dropped
+    1       1     VERSION, currently 4; any other version is dropped
     2       1     frame type, below
 
 A *clear* frame follows with a body that depends on the type, and last a
@@ -36,7 +36,9 @@ UDP's 16-bit checksum is dropped rather than believed. Integers are big-endian;
     Denied     0x08  nonce u64                                  server: that hello's proof is wrong
 
 Data flags: bit 0 MORE (more fragments of this message follow), bit 1
-KEEPALIVE (an empty packet that only asks for an ack). Other bits must be 0.
+KEEPALIVE (an empty packet that only asks for an ack), bit 2 BUNDLE (the
+payload is several whole messages, each a u16 length and its bytes; alone, never
+with another flag). Other bits must be 0.
 
 A *sealed* frame (type 0x10) is how a room with a passphrase sends Welcome,
 Data, Ack, Bye and Reset: after the header come a 24-byte nonce and the
@@ -54,17 +56,23 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 
 MAGIC: Final = 0xF9
-VERSION: Final = 3
+VERSION: Final = 4
 
 FLAG_MORE: Final = 0x01
 FLAG_KEEPALIVE: Final = 0x02
-_KNOWN_FLAGS: Final = FLAG_MORE | FLAG_KEEPALIVE
+FLAG_BUNDLE: Final = 0x04
+#: Every valid flags byte: a bundle holds whole messages, so it is never a fragment
+#: or a keepalive too.
+_VALID_FLAGS: Final = frozenset(
+    {0, FLAG_MORE, FLAG_KEEPALIVE, FLAG_MORE | FLAG_KEEPALIVE, FLAG_BUNDLE}
+)
 
 _HEADER: Final = struct.Struct("!BBB")
 _HELLO: Final = struct.Struct("!Q16s")
@@ -76,6 +84,8 @@ _ACK: Final = struct.Struct("!QIIQI")
 _BYE: Final = struct.Struct("!QII")
 _RESET: Final = struct.Struct("!QIB")
 _CRC: Final = struct.Struct("!I")
+#: Each message in a bundle's payload starts with its length.
+_PART: Final = struct.Struct("!H")
 _SEALED_HEADER: Final = _HEADER.pack(MAGIC, VERSION, 0x10)
 #: A whole Data header in one call (see encode_data).
 _DATA_FRAME: Final = struct.Struct("!BBBQIIB")
@@ -227,8 +237,8 @@ def _pack(layout: struct.Struct, *fields: int | bytes) -> bytes:
 
 
 def _check_flags(flags: int) -> None:
-    if flags & ~_KNOWN_FLAGS:
-        raise LocalProtocolError(f"unknown data flags {flags:#04x}")
+    if flags not in _VALID_FLAGS:
+        raise LocalProtocolError(f"invalid data flags {flags:#04x}")
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -245,12 +255,48 @@ def encode_frame(frame: Frame) -> bytes:
 def encode_data(session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
     """``encode_frame(Data(session, pn, seq, flags, payload))``, without building the frame.
 
-    A relay encodes one Data frame per member per message: this is its hot path,
-    so the header is packed in one call.
+    A relay encodes one Data frame per member per packet (a message, or a bundle):
+    this is its hot path, so the header is packed in one call.
     """
     _check_flags(flags)
     header = _pack(_DATA_FRAME, MAGIC, VERSION, _DATA_CODE, session, pn, seq, flags)
     return b"".join((header, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(header)))))
+
+
+def encode_bundle(parts: Sequence[bytes]) -> bytes:
+    """The payload of a ``FLAG_BUNDLE`` Data frame carrying ``parts``, whole messages."""
+    pack = _PART.pack
+    try:
+        return b"".join([piece for part in parts for piece in (pack(len(part)), part)])
+    except struct.error as exc:
+        raise LocalProtocolError(f"a bundled message is too long: {exc}") from None
+
+
+def bundle_overhead(count: int) -> int:
+    """Bytes a bundle of ``count`` messages spends besides their own."""
+    return count * _PART.size
+
+
+def split_bundle(payload: bytes) -> list[bytes]:
+    """The messages in a bundle's payload, in order.
+
+    Raises :class:`RemoteProtocolError` (reason ``bad-bundle``) unless the lengths
+    tile the payload exactly with at least one message.
+    """
+    parts = []
+    size, end, offset = _PART.size, len(payload), 0
+    unpack = _PART.unpack_from
+    while offset < end:
+        if offset + size > end:
+            break
+        (length,) = unpack(payload, offset)
+        offset += size + length
+        if offset > end:
+            break
+        parts.append(payload[offset - length : offset])
+    if offset != end or not parts:
+        raise RemoteProtocolError("bundle lengths do not fit its payload", reason="bad-bundle")
+    return parts
 
 
 def encode_data_inner(session: int, pn: int, seq: int, flags: int, payload: bytes) -> bytes:
@@ -314,8 +360,8 @@ def _decode_data(body: bytes) -> Data:
     if len(body) < _DATA.size:
         raise RemoteProtocolError("data frame is truncated", reason="truncated")
     session, pn, seq, flags = _DATA.unpack_from(body)
-    if flags & ~_KNOWN_FLAGS:
-        raise RemoteProtocolError(f"unknown data flags {flags:#04x}", reason="bad-flags")
+    if flags not in _VALID_FLAGS:
+        raise RemoteProtocolError(f"invalid data flags {flags:#04x}", reason="bad-flags")
     return Data(session, pn, seq, flags, body[_DATA.size :])
 
 
