@@ -60,17 +60,15 @@ class Message:
 
 @dataclass(slots=True, eq=False)
 class Packet:
-    """One reliable packet in the send queue or in flight.
+    """One reliable packet in the send queue (a fragment or a keepalive) or in flight.
 
-    Its ``seq`` is given when it is first sent (-1 while queued): packets queued
-    together may leave as one bundle.
+    Its ``seq`` is given when it is first sent (-1 while queued).
     """
 
     seq: int
     flags: int
     payload: bytes
     message: Message | None  # None for a keepalive or a bundle
-    whole: bool = False  # a whole message in one packet: it may join a bundle
     bundle: tuple[Message, ...] = ()  # a bundle's messages, in order
     first_sent: float = math.nan
     sent_at: float = math.nan
@@ -109,7 +107,9 @@ class Sender:
         self.rtt = RttEstimator(config)
         self._next_seq = 0  # of the next packet sent for the first time
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
-        self._queue: deque[Packet] = deque()
+        #: A whole message waits as itself (it may leave in a bundle, its packet
+        #: made when it goes); a longer one as its fragments, a keepalive as a packet.
+        self._queue: deque[Packet | Message] = deque()
         #: No later than the earliest deadline in flight (not sacked): exact after a
         #: scan, and an ack leaves it as it was rather than scanning again (acks only
         #: remove deadlines). A relay asks every member's sender for it at every
@@ -133,7 +133,7 @@ class Sender:
             if len(self._queue) >= self._config.send_queue:
                 return None
             message = Message(text, payload, 1)
-            self._queue.append(Packet(-1, 0, payload, message, True))
+            self._queue.append(message)
             return message
         chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
         if len(self._queue) + len(chunks) > self._config.send_queue:
@@ -241,9 +241,8 @@ class Sender:
             deadline = now + self.rtt.backed_off(1)
             seq = self._next_seq
             while room > 0 and queue:
-                packet = queue.popleft()
-                if packet.whole and self._bundling and queue and queue[0].whole:
-                    packet = self._bundle(packet)
+                item = queue.popleft()
+                packet = self._whole(item, seq) if isinstance(item, Message) else item
                 packet.seq = seq
                 packet.first_sent = packet.sent_at = now
                 packet.transmissions = 1
@@ -257,23 +256,25 @@ class Sender:
                 self._due = deadline
         return out
 
-    def _bundle(self, first: Packet) -> Packet:
-        """``first`` and the whole messages queued right after it that fit with it
-        in one packet: a bundle, or ``first`` alone if none fits."""
-        queue, parts = self._queue, [first]
+    def _whole(self, first: Message, seq: int) -> Packet:
+        """The packet of ``first``, a whole message, and of the whole messages queued
+        right after it that fit with it in one packet (a bundle), if any."""
+        queue = self._queue
+        if not (self._bundling and queue and type(queue[0]) is Message):
+            return Packet(seq, 0, first.payload, first)
+        messages = [first]
         room = self._fragment - bundle_overhead(1) - len(first.payload)
-        while queue and (after := queue[0]).whole:
+        while queue and type(after := queue[0]) is Message:
             room -= bundle_overhead(1) + len(after.payload)
             if room < 0:
                 break
-            parts.append(queue.popleft())
-        if len(parts) == 1:
-            return first
-        messages = tuple(part.message for part in parts if part.message is not None)
-        self._stats["bundled"] += len(parts)
-        return Packet(
-            -1, FLAG_BUNDLE, encode_bundle([p.payload for p in parts]), None, False, messages
-        )
+            messages.append(after)
+            queue.popleft()
+        if len(messages) == 1:
+            return Packet(seq, 0, first.payload, first)
+        self._stats["bundled"] += len(messages)
+        payload = encode_bundle([m.payload for m in messages])
+        return Packet(seq, FLAG_BUNDLE, payload, None, tuple(messages))
 
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
@@ -317,8 +318,11 @@ class Sender:
     def unacknowledged(self) -> list[Message]:
         """Every message not yet fully acknowledged, oldest first (for reports and requeues)."""
         seen: dict[int, Message] = {}
-        for packet in (*self._in_flight.values(), *self._queue):
-            for message in packet.bundle or (() if packet.message is None else (packet.message,)):
+        for item in (*self._in_flight.values(), *self._queue):
+            if isinstance(item, Message):
+                seen.setdefault(id(item), item)
+                continue
+            for message in item.bundle or (() if item.message is None else (item.message,)):
                 seen.setdefault(id(message), message)
         return list(seen.values())
 
