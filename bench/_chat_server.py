@@ -90,10 +90,12 @@ class CountingTerminal:
             self.last_at, self.last_cpu = now, cpu
 
 
-def bench_config(max_sessions: int) -> Config:
-    """The default configuration with the flood limits lifted (see the module doc)."""
+def bench_config(max_sessions: int, bundle: bool = True) -> Config:
+    """The default configuration with the flood limits lifted (see the module doc);
+    without ``bundle``, one packet per message (``Config.bundle``)."""
     default = Config()
     return Config(
+        bundle=bundle,
         rate_limit=0,
         hello_rate=1e9,
         hello_burst=1_000_000,
@@ -140,7 +142,8 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
     """Serve until stdin closes or ``--max-seconds`` pass (with :data:`BENCH_KEY` if
     ``--keyed``, on the bus if ``--bus``); return the report."""
     terminal = CountingTerminal()
-    core = ServerCore(bench_config(args.max_sessions), key=BENCH_KEY if args.keyed else None)
+    config = bench_config(args.max_sessions, bundle=not args.no_bundle)
+    core = ServerCore(config, key=BENCH_KEY if args.keyed else None)
     serving = partial(
         run_server,
         terminal,
@@ -178,6 +181,7 @@ def main() -> int:
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--cpus", type=cpu_list)
     parser.add_argument("--keyed", action="store_true", help="a room with BENCH_KEY")
+    parser.add_argument("--no-bundle", action="store_true", help="one packet per message")
     parser.add_argument("--bus", help="share the room BUS_ROOM on this Redis (redis://...)")
     parser.add_argument("--label", help="how the others list this server's members (--bus)")
     parser.add_argument("--port", type=int, default=0, help="the UDP port (default: any free)")

@@ -56,10 +56,14 @@ KS = (10, 100)
 IMPLS = {
     "trio_udpchat": "run_server (subprocess), the reliable room protocol",
     "trio_udpchat_key": "the same with a passphrase (sealed frames)",
+    "trio_udpchat_unbundled": "trio_udpchat with Config(bundle=False): one datagram per"
+    " message per member, as in a room too quiet for bundles",
     "stdlib_blocking": "blocking recvfrom + K sendto, no protocol",
     "asyncio": "asyncio DatagramProtocol, datagram_received -> K transport.sendto",
 }
 BASELINES = ("stdlib_blocking", "asyncio")
+#: The implementations in the JSON summary (issue 7's shape); every case is in the detail.
+SUMMARY_IMPLS = ("trio_udpchat", "trio_udpchat_key", "stdlib_blocking", "asyncio")
 
 
 def texts(messages: int) -> list[str]:
@@ -75,14 +79,16 @@ def measure(
     messages = max(deliveries // k, 1)
     key = BENCH_KEY if impl == "trio_udpchat_key" else None
     if impl.startswith("trio_udpchat"):
-        keyed = () if key is None else ("--keyed",)
+        options = () if key is None else ("--keyed",)
+        if impl == "trio_udpchat_unbundled":
+            options = ("--no-bundle",)
         helper = Helper(
             "_chat_server",
             "--max-seconds",
             str(timeout + 60),
             "--max-sessions",
             str(k + 8),
-            *keyed,
+            *options,
             cpus=cpus,
         )
     else:
@@ -173,7 +179,7 @@ def summarize(result: BenchmarkResult) -> dict[str, object]:
     """The ``relay`` entries of the JSON summary, with the passphrase row's status."""
     rows: list[dict[str, object]] = []
     for k in KS:
-        for impl in IMPLS:
+        for impl in SUMMARY_IMPLS:
             name = _name(impl, k)
             found = [r for r in result.cases if r.case.name == name]
             spread = found[0].spread("deliveries_per_s") if found else None
