@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.redis_server import RedisServer, redis_executable
 from trio_udpchat._bus import (
@@ -326,6 +328,32 @@ async def test_commands_taken_together_are_answered_in_order(redis_server: Redis
 
 
 @redis
+async def test_publishes_in_a_row_go_as_one_broadcast_in_order(redis_server: RedisServer) -> None:
+    import coredis
+
+    with trio.fail_after(5):
+        async with (
+            coredis.Redis.from_url(redis_server.url) as listener,
+            listener.pubsub(channels=[room_channel("lobby")]) as pubsub,
+            two_servers(redis_server.url) as (a, b),
+        ):
+            clash = Publish(b"no", claim=Claim("bob", "A/3"))
+            a.send(Publish(b"1", claim=Claim("bob", "A/2")), clash, Publish(b"2"), Publish(b"3"))
+            await b.port.wait_until(lambda: len(b.port.messages) == 3)
+            raw = []
+            async for message in pubsub:
+                if message["type"] == "message":
+                    raw.append(message["data"])
+                    break
+    epoch = _published(a.port.results[0]).epoch
+    assert b.port.messages == [(epoch, 1, b"1"), (epoch, 2, b"2"), (epoch, 3, b"3")]
+    assert a.port.messages == b.port.messages
+    assert a.port.results[1] == Clashed(clash, "A/2")
+    assert [_published(r).seq for r in (a.port.results[0], *a.port.results[2:])] == [1, 2, 3]
+    assert raw == [f"{epoch}:1:1:1:2:1:2:3:1:3".encode()]  # one broadcast for the three
+
+
+@redis
 async def test_scripts_flushed_from_redis_are_loaded_again(redis_server: RedisServer) -> None:
     with trio.fail_after(5):
         async with with_client(redis_server.url) as (a, admin):
@@ -341,11 +369,11 @@ async def test_scripts_flushed_from_redis_are_loaded_again(redis_server: RedisSe
     assert a.port.lost == 0
 
 
-#: Publishes ARGV[2..] on KEYS[1], framed as broadcasts of epoch ARGV[1]: one
-#: command, so Redis writes them to a subscriber together.
+#: Publishes ARGV[2..] on KEYS[1], each as a broadcast of its own of epoch
+#: ARGV[1]: one command, so Redis writes them to a subscriber together.
 BURST_LUA = """
 for i = 2, #ARGV do
-  redis.call('PUBLISH', KEYS[1], ARGV[1] .. ':' .. (i - 1) .. ':' .. ARGV[i])
+  redis.call('PUBLISH', KEYS[1], ARGV[1] .. ':' .. (i - 1) .. ':' .. #ARGV[i] .. ':' .. ARGV[i])
 end
 """
 
@@ -584,16 +612,39 @@ def test_a_password_is_never_shown() -> None:
 @pytest.mark.parametrize(
     ("data", "decoded"),
     [
-        (b"0123456789abcdef:1:", ("0123456789abcdef", 1, b"")),
-        (b"e:42:a:b\x00", ("e", 42, b"a:b\x00")),
-        (b"e:x:payload", None),
-        (b"e:-1:payload", None),
+        (b"0123456789abcdef:1:0:", [("0123456789abcdef", 1, b"")]),
+        (b"e:42:4:a:b\x00", [("e", 42, b"a:b\x00")]),
+        (b"e:7:2:hi:8:0::9:3:a:b", [("e", 7, b"hi"), ("e", 8, b""), ("e", 9, b"a:b")]),
+        (b"e:x:1:p", None),
+        (b"e:-1:1:p", None),
+        (b"e:1:p", None),  # no length
+        (b"e:1:2:p", None),  # a length past the end
+        (b"e:1:0:p", None),  # a byte left over after the last message
+        (b"e:1:1:pq:2:1:r", None),  # ... or before the next
         (b"e:1", None),
-        (b"\xff:1:p", None),
+        (b"e:", None),
+        (b"e", None),
+        (b"e:" + b"1" * 21 + b":1:p", None),  # more digits than any number we send
+        (b"\xff:1:1:p", None),
     ],
 )
-def test_decode_broadcast_untrusted(data: bytes, decoded: tuple[str, int, bytes] | None) -> None:
+def test_decode_broadcast_untrusted(
+    data: bytes, decoded: list[tuple[str, int, bytes]] | None
+) -> None:
     assert decode_broadcast_untrusted(data) == decoded
+
+
+@given(
+    st.text(alphabet="0123456789abcdef", min_size=1, max_size=16),
+    st.lists(st.tuples(st.integers(0, 2**63), st.binary(max_size=40)), min_size=1, max_size=5),
+)
+def test_broadcasts_as_the_publish_script_frames_them_decode(
+    epoch: str, messages: list[tuple[int, bytes]]
+) -> None:
+    data = epoch.encode() + b"".join(
+        b":%d:%d:%s" % (seq, len(payload), payload) for seq, payload in messages
+    )
+    assert decode_broadcast_untrusted(data) == [(epoch, seq, p) for seq, p in messages]
 
 
 def test_records_round_trip_and_junk_is_refused() -> None:

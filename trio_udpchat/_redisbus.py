@@ -2,7 +2,8 @@
 
 Trio I/O layer, no protocol rules: :class:`RedisBus` takes the commands the core
 queued (:mod:`._bus` says what each one means), runs them in order (those
-queued together as one pipeline), as Lua scripts that do each step atomically,
+queued together as one pipeline, and publishes in a row as one script call
+and one broadcast), as Lua scripts that do each step atomically,
 and feeds back the results, the room's broadcasts, the :class:`~._bus.Direct`
 payloads addressed to this server, and whether the link is up. It talks to Redis through ``coredis``
 (AnyIO-based, so it runs under Trio as it is); ``coredis`` is an optional
@@ -11,7 +12,8 @@ dependency, imported only when a bus is made (``pip install 'trio-udpchat[redis]
 Keys and channels (``ROOM``, ``SERVER`` and ``NAME`` are percent-encoded, so a
 ``:`` in one cannot make two rooms share a key)::
 
-    trio_udpchat:room:ROOM             channel  broadcasts, b"EPOCH:SEQ:PAYLOAD"
+    trio_udpchat:room:ROOM             channel  broadcasts, b"EPOCH" and then one
+                                                b":SEQ:LEN:PAYLOAD" per message
     trio_udpchat:server:SERVER         channel  Direct payloads for one server
     trio_udpchat:room:ROOM:epoch       string   the room's epoch, 16 hex digits
     trio_udpchat:room:ROOM:seq         integer  the last sequence number given
@@ -80,32 +82,42 @@ local function ensure_epoch(epoch_key, seq_key, history_key, candidate)
 end
 """
 
-#: KEYS: epoch, seq, history, [claim name], [release name]
-#: ARGV: candidate epoch, payload, keep, ttl ms, room channel,
-#:       has claim ('1'/''), claim owner, has release ('1'/''), release owner
-#: Returns {'ok', epoch, seq} or {'clash', owner}.
+#: Publishes one or more messages, in order. KEYS: epoch, seq, history, then each
+#: message's claim name and release name, where it has one.
+#: ARGV: candidate epoch, keep, ttl ms, room channel, then per message:
+#:       payload, has claim ('1'/''), claim owner, has release ('1'/''), release owner.
+#: Returns one reply per message, {'ok', epoch, seq} or {'clash', owner}, and
+#: broadcasts the ones that went as one message (see decode_broadcast_untrusted).
 PUBLISH_LUA: Final = (
     _ENSURE_EPOCH
     + """
-local claim_key, release_key
+local epoch
 local next_key = 4
-if ARGV[6] == '1' then claim_key = KEYS[next_key]; next_key = next_key + 1 end
-if ARGV[8] == '1' then release_key = KEYS[next_key] end
-if claim_key then
-  local holder = redis.call('GET', claim_key)
-  if holder and holder ~= ARGV[7] then return {'clash', holder} end
+local replies, parts = {}, {}
+for i = 5, #ARGV, 5 do
+  local payload, owner, released_by = ARGV[i], ARGV[i + 2], ARGV[i + 4]
+  local claim_key, release_key
+  if ARGV[i + 1] == '1' then claim_key = KEYS[next_key]; next_key = next_key + 1 end
+  if ARGV[i + 3] == '1' then release_key = KEYS[next_key]; next_key = next_key + 1 end
+  local holder = claim_key and redis.call('GET', claim_key)
+  if holder and holder ~= owner then
+    replies[#replies + 1] = {'clash', holder}
+  else
+    -- Release before claiming, so a claim of the released name itself (a change
+    -- of case) keeps it held.
+    if release_key and redis.call('GET', release_key) == released_by then
+      redis.call('DEL', release_key)
+    end
+    if claim_key then redis.call('SET', claim_key, owner, 'PX', ARGV[3]) end
+    epoch = epoch or ensure_epoch(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+    local seq = redis.call('INCR', KEYS[2])
+    redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], seq .. '-0', 'epoch', epoch, 'payload', payload)
+    parts[#parts + 1] = ':' .. seq .. ':' .. #payload .. ':' .. payload
+    replies[#replies + 1] = {'ok', epoch, seq}
+  end
 end
--- Release before claiming, so a claim of the released name itself (a change
--- of case) keeps it held.
-if release_key and redis.call('GET', release_key) == ARGV[9] then
-  redis.call('DEL', release_key)
-end
-if claim_key then redis.call('SET', claim_key, ARGV[7], 'PX', ARGV[4]) end
-local epoch = ensure_epoch(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
-local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], seq .. '-0', 'epoch', epoch, 'payload', ARGV[2])
-redis.call('PUBLISH', ARGV[5], epoch .. ':' .. seq .. ':' .. ARGV[2])
-return {'ok', epoch, seq}
+if epoch then redis.call('PUBLISH', ARGV[4], epoch .. table.concat(parts)) end
+return replies
 """
 )
 
@@ -241,17 +253,41 @@ def decode_record_untrusted(data: bytes) -> PresenceRecord | None:
     return PresenceRecord(**fields)
 
 
-def decode_broadcast_untrusted(data: bytes) -> tuple[str, int, bytes] | None:
-    """``(epoch, seq, payload)`` from a room broadcast, or ``None`` if malformed."""
-    # The epoch and the sequence number contain no ':', so the payload may.
-    parts = data.split(b":", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
+def decode_broadcast_untrusted(data: bytes) -> list[tuple[str, int, bytes]] | None:
+    """The ``(epoch, seq, payload)`` of each message in a room broadcast, in order,
+    or ``None`` if it is malformed.
+
+    A broadcast is ``EPOCH`` and then, per message, ``:SEQ:LEN:PAYLOAD`` (decimal
+    numbers; ``LEN`` bytes of payload, which may hold anything): the messages one
+    script call published, in one pub/sub message.
+    """
+    head = data.find(b":")
+    if head < 0:
         return None
     try:
-        epoch = parts[0].decode("ascii")
+        epoch = data[:head].decode("ascii")
     except UnicodeDecodeError:
         return None
-    return epoch, int(parts[1]), parts[2]
+    out = []
+    find, end, at = data.find, len(data), head
+    while at < end:
+        seq_end = find(b":", at + 1, at + 2 + _MAX_DIGITS)
+        size_end = find(b":", seq_end + 1, seq_end + 2 + _MAX_DIGITS) if seq_end > 0 else -1
+        if size_end < 0 or data[at] != _COLON:
+            return None
+        seq, size = data[at + 1 : seq_end], data[seq_end + 1 : size_end]
+        if not (seq.isdigit() and size.isdigit()):
+            return None
+        at = size_end + 1 + int(size)
+        if at > end:
+            return None
+        out.append((epoch, int(seq), data[size_end + 1 : at]))
+    return out or None
+
+
+#: Digits a broadcast's SEQ or LEN may have (a 64-bit number has at most 20).
+_MAX_DIGITS: Final = 20
+_COLON: Final = ord(":")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -339,7 +375,7 @@ class RedisBus:
         self._session_scope = trio.CancelScope()
         #: Why the link is down, as one line; ``None`` while it is up.
         self.problem: str | None = "not connected yet"
-        #: Broadcasts dropped because they were not ``EPOCH:SEQ:PAYLOAD``.
+        #: Broadcasts dropped because they were not ``EPOCH`` and ``:SEQ:LEN:PAYLOAD``s.
         self.malformed = 0
 
     @property
@@ -507,8 +543,9 @@ class RedisBus:
                 for channel, data in burst:
                     if channel == self._server_channel:
                         self._port.bus_direct(data, now)
-                    elif (broadcast := decode_broadcast_untrusted(data)) is not None:
-                        self._port.bus_message(*broadcast, now)
+                    elif (messages := decode_broadcast_untrusted(data)) is not None:
+                        for epoch, seq, payload in messages:
+                            self._port.bus_message(epoch, seq, payload, now)
                     else:
                         self.malformed += 1
                 await self._flush()
@@ -564,12 +601,18 @@ class RedisBus:
     async def _execute_all(
         self, client: Redis[bytes], scripts: Sequence[Script[bytes]], commands: list[BusCommand]
     ) -> list[BusResult | None]:
-        """Run ``commands`` in order as one pipeline; their results, in the same order."""
+        """Run ``commands`` in order as one pipeline; their results, in the same order.
+
+        Publishes in a row are one call of the publish script: one command for
+        Redis to run and one broadcast for every server to take in, whatever
+        their number (each costs a server more in the client library and the
+        scheduler than in the work the message itself needs).
+        """
         from coredis.exceptions import NoScriptError
 
-        calls = [self._call(command) for command in commands]
+        calls = self._calls(commands)
         if len(calls) == 1:
-            return [await self._execute(client, scripts, commands[0], calls[0])]
+            return await self._execute(client, scripts, *calls[0])
         async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
             # evalsha rather than the Script objects: those make a pipeline ask
             # SCRIPT EXISTS first, a round trip more (the session loaded them).
@@ -577,49 +620,79 @@ class RedisBus:
                 pipe.publish(call.channel, call.payload)
                 if call.script is None
                 else pipe.evalsha(scripts[call.script].sha, call.keys, call.args)
-                for call in calls
+                for _, call in calls
             ]
         results: list[BusResult | None] = []
-        for command, call, request in zip(commands, calls, requests, strict=True):
+        for (taken, call), request in zip(calls, requests, strict=True):
             try:
                 reply: object = await request
             except NoScriptError:
                 # Redis lost the scripts (SCRIPT FLUSH): nothing ran, so run it
                 # alone, which loads the script again. Those after it failed the same way.
-                results.append(await self._execute(client, scripts, command, call))
+                results += await self._execute(client, scripts, taken, call)
                 continue
-            results.append(_answer(command, reply))
+            results += _answers(taken, reply)
         return results
 
     async def _execute(
         self,
         client: Redis[bytes],
         scripts: Sequence[Script[bytes]],
-        command: BusCommand,
+        commands: list[BusCommand],
         call: _Call,
-    ) -> BusResult | None:
+    ) -> list[BusResult | None]:
         if call.script is None:
             await client.publish(call.channel, call.payload)
-            return None
-        return _answer(command, await scripts[call.script](call.keys, call.args))
+            return [None]
+        return _answers(commands, await scripts[call.script](call.keys, call.args))
+
+    def _calls(self, commands: list[BusCommand]) -> list[tuple[list[BusCommand], _Call]]:
+        """What Redis is asked to do for ``commands``, in order: one call per command,
+        but one for each run of publishes (with the same keep and ttl)."""
+        calls: list[tuple[list[BusCommand], _Call]] = []
+        run: list[Publish] = []
+        for command in [*commands, None]:
+            if (
+                run
+                and isinstance(command, Publish)
+                and (command.keep, command.ttl) == (run[0].keep, run[0].ttl)
+            ):
+                run.append(command)
+                continue
+            if run:
+                calls.append((list(run), self._publish(run)))
+                run = []
+            if isinstance(command, Publish):
+                run = [command]
+            elif command is not None:
+                calls.append(([command], self._call(command)))
+        return calls
+
+    def _publish(self, run: list[Publish]) -> _Call:
+        """The publish script's call for ``run``, publishes of one keep and ttl."""
+        base = room_channel(self._room)
+        keys = [f"{base}:epoch", f"{base}:seq", f"{base}:history"]
+        ttl = _milliseconds(run[0].ttl)
+        args: list[str | bytes | int] = [secrets.token_hex(8), run[0].keep, ttl, base]
+        for command in run:
+            args.append(command.payload)
+            for claim in (command.claim, command.release):
+                if claim is None:
+                    args += ["", ""]
+                else:
+                    keys.append(name_hold_key(self._room, claim.name_key))
+                    args += ["1", claim.owner]
+        return _Call(_PUBLISH, keys, args)
 
     def _call(self, command: BusCommand) -> _Call:
-        """What Redis is asked to do for ``command``."""
+        """What Redis is asked to do for ``command``, anything but a publish."""
         base = room_channel(self._room)
         history = [f"{base}:epoch", f"{base}:seq", f"{base}:history"]
         candidate = secrets.token_hex(8)
         args: list[str | bytes | int]
         match command:
             case Publish():
-                keys = list(history)
-                args = [candidate, command.payload, command.keep, _milliseconds(command.ttl), base]
-                for claim in (command.claim, command.release):
-                    if claim is None:
-                        args += ["", ""]
-                    else:
-                        keys.append(name_hold_key(self._room, claim.name_key))
-                        args += ["1", claim.owner]
-                return _Call(_PUBLISH, keys, args)
+                return self._publish([command])
             case Fetch():
                 return _Call(_FETCH, history, [candidate, max(command.after, 0)])
             case Refresh():
@@ -644,6 +717,16 @@ class _Call:
     args: list[str | bytes | int] = dataclasses.field(default_factory=list)
     channel: str = ""
     payload: bytes = b""
+
+
+def _answers(commands: list[BusCommand], reply: object) -> list[BusResult | None]:
+    """The results of ``commands``, one call's, from its ``reply`` (the publish script
+    answers once per publish; the others once)."""
+    if not isinstance(commands[0], Publish):
+        return [_answer(commands[0], reply)]
+    if not isinstance(reply, list) or len(reply) != len(commands):
+        raise BadReplyError(f"publish of {len(commands)} answered {reply!r}")
+    return [_answer(command, one) for command, one in zip(commands, reply, strict=True)]
 
 
 def _answer(command: BusCommand, reply: object) -> BusResult | None:
