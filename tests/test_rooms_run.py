@@ -460,6 +460,20 @@ async def test_rate_limit_zero_relays_everything(
     assert alice.terminal.of(RequestRefused) == []
 
 
+async def test_messages_waiting_for_a_member_go_together_in_bundles_and_in_order() -> None:
+    # One packet in flight per session: what the room says meanwhile waits, and
+    # leaves together when the member's ack makes room.
+    texts = [f"line {i}" for i in range(40)]
+    async with running() as nursery:
+        room = await open_room(nursery, Config(rate_limit=0, window=1))
+        alice, bob = await join_all(nursery, room, "alice", "bob")
+        alice.enter(*texts)
+        await bob.hears("alice", texts[-1])
+    assert [text for _, text, _ in bob.said()] == texts
+    assert room.core.stats["bundled"] > 0
+    assert room.core.stats["datagrams_out"] < room.core.stats["deliveries"]
+
+
 async def test_a_full_room_turns_the_next_client_away() -> None:
     config = Config(max_clients=2, plain_budget_factor=None)  # the plain peer hears "full"
     async with running() as nursery:
