@@ -45,6 +45,7 @@ UPPER_MODULES = frozenset(
         "_batch",
         "_run",
         "_cli",
+        "_launch",
         "_terminal",
         "_render",
         "_commands",
@@ -168,3 +169,39 @@ def test_checker_catches(source: str) -> None:
 )
 def test_checker_allows(source: str) -> None:
     assert violations(source) == []
+
+
+# -- the package's public names, and what the command line loads ------------------------
+
+
+def test_every_public_name_resolves_to_its_module_s_object() -> None:
+    import importlib
+
+    import trio_udpchat
+
+    assert set(trio_udpchat._WHERE) | {"__version__"} == set(trio_udpchat.__all__)
+    for name, module in trio_udpchat._WHERE.items():
+        defined = getattr(importlib.import_module(f"trio_udpchat.{module}"), name)
+        assert getattr(trio_udpchat, name) is defined
+    assert set(trio_udpchat.__all__) <= set(dir(trio_udpchat))
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        trio_udpchat.nothing_here  # noqa: B018 - the attribute access is the test
+
+
+def test_parsing_the_command_line_loads_neither_trio_nor_the_protocol() -> None:
+    # --help and usage errors should cost no more than Python and argparse: the
+    # run's modules come with _launch, once the arguments are good.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from trio_udpchat._cli import build_parser\n"
+        "build_parser().parse_args(['server', '--port', '0'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trio', 'nacl', 'coredis')"
+        " or m in ('trio_udpchat._server', 'trio_udpchat._run', 'trio_udpchat._launch')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

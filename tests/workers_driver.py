@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from trio_udpchat._cli import run_workers
+from trio_udpchat._launch import run_workers
 from trio_udpchat._verbosity import configure_logging
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ._events import Address
+if TYPE_CHECKING:  # the command line checks names before it loads anything else
+    from ._events import Address
 
 MAX_NAME: Final = 32
 
