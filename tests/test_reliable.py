@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from trio_udpchat._config import Config
 from trio_udpchat._events import Address
-from trio_udpchat._reliable import Message, Packet, Receiver, Sender, expand_u32
+from trio_udpchat._reliable import UNREPORTED, Message, Packet, Receiver, Sender, expand_u32
 from trio_udpchat._rtt import RttEstimator
 from trio_udpchat._session import Session
 from trio_udpchat._wire import (
@@ -687,16 +687,27 @@ def test_session_hands_over_payload_bytes_undecoded() -> None:
     assert arrivals.messages == []  # a keepalive carries no message
 
 
-def test_session_reports_a_message_without_text_as_delivered_like_any_other() -> None:
-    # Text None (a join, a notice) is for the cores to leave out of reports.
+def test_a_one_packet_message_without_text_is_sent_but_never_reported() -> None:
+    # Text None (a join, a notice, a relayed line) is nothing the cores report: a
+    # one-packet one gets no Message of its own (a relay queues one per member).
     session = make_session()
     quiet = session.send(None, b"\x10\x00\x00\x00\x00")
     loud = session.send("hello", b"hello")
-    assert quiet is not None
+    assert quiet is UNREPORTED
     assert loud is not None
-    assert (quiet.text, quiet.payload, loud.payload) == (None, b"\x10\x00\x00\x00\x00", b"hello")
-    session.datagrams(0.0)
-    assert session.accept(Ack(1, 0, 2, 0), A, 0.5).delivered == [quiet, loud]
+    assert session.sender.unacknowledged() == [loud]
+    assert [p.payload for p in session.sender.transmit(0.0)] == [b"\x10\x00\x00\x00\x00", b"hello"]
+    assert session.accept(Ack(1, 0, 2, 0), A, 0.5).delivered == [loud]
+
+
+def test_a_long_message_without_text_is_reported_when_whole() -> None:
+    sender = make_sender(config(max_datagram=64))
+    quiet = sender.offer(None, bytes(2 * SMALL_CHUNK))
+    assert quiet is not None
+    assert quiet is not UNREPORTED
+    sender.transmit(0.0)
+    assert sender.on_ack(1, 0, 0.1) == []
+    assert sender.on_ack(2, 0, 0.2) == [quiet]
 
 
 def test_session_flags_an_ack_of_packets_never_sent() -> None:

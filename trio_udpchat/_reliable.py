@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Final
 
 from ._config import Config
 from ._errors import RemoteProtocolError
@@ -56,6 +57,11 @@ class Message:
     text: str | None
     payload: bytes
     unacked: int
+
+
+#: What :meth:`Sender.offer` returns for a one-packet message without a text:
+#: nothing will ask about it (a relay's hot path: no object per member per message).
+UNREPORTED: Final = Message(None, b"", 0)
 
 
 @dataclass(slots=True, eq=False)
@@ -108,8 +114,9 @@ class Sender:
         self._next_seq = 0  # of the next packet sent for the first time
         self._in_flight: dict[int, Packet] = {}  # insertion order is seq order
         #: A whole message waits as itself (it may leave in a bundle, its packet
-        #: made when it goes); a longer one as its fragments, a keepalive as a packet.
-        self._queue: deque[Packet | Message] = deque()
+        #: made when it goes), or as its bare payload if it has no text to report;
+        #: a longer one as its fragments, a keepalive as a packet.
+        self._queue: deque[Packet | Message | bytes] = deque()
         #: No later than the earliest deadline in flight (not sacked): exact after a
         #: scan, and an ack leaves it as it was rather than scanning again (acks only
         #: remove deadlines). A relay asks every member's sender for it at every
@@ -127,11 +134,19 @@ class Sender:
         return len(self._queue)
 
     def offer(self, text: str | None, payload: bytes) -> Message | None:
-        """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full."""
+        """Queue ``payload`` (``text`` encoded) as one message; ``None`` if the queue is full.
+
+        A one-packet message without a text is never reported or resent as a
+        message (only its packet is), so it gets no :class:`Message`: the result
+        is :data:`UNREPORTED`.
+        """
         size = self._fragment
         if len(payload) <= size:  # a relay's hot path: one packet, no slicing
             if len(self._queue) >= self._config.send_queue:
                 return None
+            if text is None:
+                self._queue.append(payload)
+                return UNREPORTED
             message = Message(text, payload, 1)
             self._queue.append(message)
             return message
@@ -242,7 +257,7 @@ class Sender:
             seq = self._next_seq
             while room > 0 and queue:
                 item = queue.popleft()
-                packet = self._whole(item, seq) if isinstance(item, Message) else item
+                packet = item if isinstance(item, Packet) else self._whole(item, seq)
                 packet.seq = seq
                 packet.first_sent = packet.sent_at = now
                 packet.transmissions = 1
@@ -256,25 +271,26 @@ class Sender:
                 self._due = deadline
         return out
 
-    def _whole(self, first: Message, seq: int) -> Packet:
+    def _whole(self, first: Message | bytes, seq: int) -> Packet:
         """The packet of ``first``, a whole message, and of the whole messages queued
         right after it that fit with it in one packet (a bundle), if any."""
         queue = self._queue
-        if not (self._bundling and queue and type(queue[0]) is Message):
-            return Packet(seq, 0, first.payload, first)
-        messages = [first]
-        room = self._fragment - bundle_overhead(1) - len(first.payload)
-        while queue and type(after := queue[0]) is Message:
-            room -= bundle_overhead(1) + len(after.payload)
+        if not (self._bundling and queue and not isinstance(queue[0], Packet)):
+            return _alone(first, seq)
+        parts = [first]
+        room = self._fragment - bundle_overhead(1) - _size(first)
+        while queue and not isinstance(after := queue[0], Packet):
+            room -= bundle_overhead(1) + _size(after)
             if room < 0:
                 break
-            messages.append(after)
+            parts.append(after)
             queue.popleft()
-        if len(messages) == 1:
-            return Packet(seq, 0, first.payload, first)
-        self._stats["bundled"] += len(messages)
-        payload = encode_bundle([m.payload for m in messages])
-        return Packet(seq, FLAG_BUNDLE, payload, None, tuple(messages))
+        if len(parts) == 1:
+            return _alone(first, seq)
+        self._stats["bundled"] += len(parts)
+        payload = encode_bundle([p if isinstance(p, bytes) else p.payload for p in parts])
+        reported = tuple(p for p in parts if isinstance(p, Message))
+        return Packet(seq, FLAG_BUNDLE, payload, None, reported)
 
     def _sent(self, packet: Packet, now: float) -> None:
         packet.transmissions += 1
@@ -319,12 +335,24 @@ class Sender:
         """Every message not yet fully acknowledged, oldest first (for reports and requeues)."""
         seen: dict[int, Message] = {}
         for item in (*self._in_flight.values(), *self._queue):
+            if isinstance(item, bytes):
+                continue  # nothing to report
             if isinstance(item, Message):
                 seen.setdefault(id(item), item)
                 continue
             for message in item.bundle or (() if item.message is None else (item.message,)):
                 seen.setdefault(id(message), message)
         return list(seen.values())
+
+
+def _size(whole: Message | bytes) -> int:
+    return len(whole) if isinstance(whole, bytes) else len(whole.payload)
+
+
+def _alone(whole: Message | bytes, seq: int) -> Packet:
+    if isinstance(whole, bytes):
+        return Packet(seq, 0, whole, None)
+    return Packet(seq, 0, whole.payload, whole)
 
 
 @dataclass(slots=True)
