@@ -649,53 +649,42 @@ class RedisBus:
     def _calls(self, commands: list[BusCommand]) -> list[tuple[list[BusCommand], _Call]]:
         """What Redis is asked to do for ``commands``, in order: one call per command,
         but one for each run of publishes (with the same keep and ttl)."""
-        calls: list[tuple[list[BusCommand], _Call]] = []
-        run: list[Publish] = []
-        for command in [*commands, None]:
+        runs: list[list[BusCommand]] = []
+        for command in commands:
+            first = runs[-1][0] if runs else None
             if (
-                run
-                and isinstance(command, Publish)
-                and (command.keep, command.ttl) == (run[0].keep, run[0].ttl)
+                isinstance(command, Publish)
+                and isinstance(first, Publish)
+                and (command.keep, command.ttl) == (first.keep, first.ttl)
             ):
-                run.append(command)
-                continue
-            if run:
-                calls.append((list(run), self._publish(run)))
-                run = []
-            if isinstance(command, Publish):
-                run = [command]
-            elif command is not None:
-                calls.append(([command], self._call(command)))
-        return calls
+                runs[-1].append(command)
+            else:
+                runs.append([command])
+        return [(run, self._call(run)) for run in runs]
 
-    def _publish(self, run: list[Publish]) -> _Call:
-        """The publish script's call for ``run``, publishes of one keep and ttl."""
-        base = room_channel(self._room)
-        keys = [f"{base}:epoch", f"{base}:seq", f"{base}:history"]
-        ttl = _milliseconds(run[0].ttl)
-        args: list[str | bytes | int] = [secrets.token_hex(8), run[0].keep, ttl, base]
-        for command in run:
-            args.append(command.payload)
-            for claim in (command.claim, command.release):
-                if claim is None:
-                    args += ["", ""]
-                else:
-                    keys.append(name_hold_key(self._room, claim.name_key))
-                    args += ["1", claim.owner]
-        return _Call(_PUBLISH, keys, args)
-
-    def _call(self, command: BusCommand) -> _Call:
-        """What Redis is asked to do for ``command``, anything but a publish."""
+    def _call(self, run: list[BusCommand]) -> _Call:
+        """What Redis is asked to do for ``run``: one command, or publishes in a row."""
         base = room_channel(self._room)
         history = [f"{base}:epoch", f"{base}:seq", f"{base}:history"]
         candidate = secrets.token_hex(8)
         args: list[str | bytes | int]
-        match command:
-            case Publish():
-                return self._publish([command])
-            case Fetch():
-                return _Call(_FETCH, history, [candidate, max(command.after, 0)])
-            case Refresh():
+        match run[0]:
+            case Publish(keep=keep, ttl=ttl):
+                keys = list(history)  # then each claimed and released name
+                args = [candidate, keep, _milliseconds(ttl), base]
+                for command in run:
+                    assert isinstance(command, Publish)  # _calls runs publishes only together
+                    args.append(command.payload)
+                    for claim in (command.claim, command.release):
+                        if claim is None:
+                            args += ["", ""]
+                        else:
+                            keys.append(name_hold_key(self._room, claim.name_key))
+                            args += ["1", claim.owner]
+                return _Call(_PUBLISH, keys, args)
+            case Fetch(after=after):
+                return _Call(_FETCH, history, [candidate, max(after, 0)])
+            case Refresh() as command:
                 keys = [f"{base}:presence", f"{base}:records"]
                 args = [_milliseconds(command.ttl), len(command.records)]
                 for record in command.records:
@@ -703,8 +692,8 @@ class RedisBus:
                     args += [record.member, encode_record(record), record.owner]
                 args += command.gone
                 return _Call(_REFRESH, keys, args)
-            case Direct():
-                return _Call(None, channel=server_channel(command.server), payload=command.payload)
+            case Direct(server=server, payload=payload):
+                return _Call(None, channel=server_channel(server), payload=payload)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
