@@ -370,7 +370,8 @@ class Receiver:
     config: Config
     stats: Counter[str]
     next_seq: int = 0
-    _buffer: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    #: Packets ahead of ``next_seq``: (flags, payload), or a bundle's messages.
+    _buffer: dict[int, tuple[int, bytes] | list[bytes]] = field(default_factory=dict)
     _assembly: list[bytes] = field(default_factory=list)
     _assembly_size: int = 0
     _discarding: bool = False
@@ -391,19 +392,25 @@ class Receiver:
             self.stats["dropped:beyond-window"] += 1
             self._owe(now, at_once=True)
             return []
-        if flags & FLAG_BUNDLE and not self._valid_bundle(payload):
-            return []  # not acknowledged: it cannot be taken as it is
+        entry: tuple[int, bytes] | list[bytes] = (flags, payload)
+        if flags & FLAG_BUNDLE:
+            try:
+                entry = split_bundle(payload)
+            except RemoteProtocolError:
+                self.stats["dropped:bad-bundle"] += 1
+                return []  # not acknowledged: it cannot be taken as it is
         in_order = seq == self.next_seq and not self._buffer  # nothing missing, before or after
         self._arrived_at = now
-        self._buffer[seq] = (flags, payload)
+        self._buffer[seq] = entry
         complete: list[bytes] = []
         while self.next_seq in self._buffer:
-            flags, payload = self._buffer.pop(self.next_seq)
+            entry = self._buffer.pop(self.next_seq)
             self.next_seq += 1
-            if flags & FLAG_KEEPALIVE:
+            if isinstance(entry, list):
+                complete += self._unbundle(entry)
                 continue
-            if flags & FLAG_BUNDLE:
-                complete += self._unbundle(payload)
+            flags, payload = entry
+            if flags & FLAG_KEEPALIVE:
                 continue
             message = self._assemble(flags, payload)
             if message is not None:
@@ -438,22 +445,11 @@ class Receiver:
         delay = min(max(round((now - self._arrived_at) * 1e6), 0), WRAP - 1)
         return next_seq, bitmap, delay
 
-    def _valid_bundle(self, payload: bytes) -> bool:
-        try:
-            split_bundle(payload)
-        except RemoteProtocolError:
-            self.stats["dropped:bad-bundle"] += 1
-            return False
-        return True
-
-    def _unbundle(self, payload: bytes) -> list[bytes]:
+    def _unbundle(self, messages: list[bytes]) -> list[bytes]:
         if self._assembly or self._discarding:  # a peer's bug: a bundle inside a message
             self.stats["dropped:bad-bundle"] += 1
-            self._assembly.clear()
-            self._assembly_size = 0
-            self._discarding = False
+            self._end_assembly()
         limit = self.config.max_message + self.config.message_overhead
-        messages = split_bundle(payload)
         if any(len(message) > limit for message in messages):
             self.stats["dropped:oversized"] += 1
             return [message for message in messages if len(message) <= limit]
@@ -474,10 +470,13 @@ class Receiver:
             return None
         message = b"".join(self._assembly)
         discarded = self._discarding
+        self._end_assembly()
+        return None if discarded else message
+
+    def _end_assembly(self) -> None:
         self._assembly.clear()
         self._assembly_size = 0
         self._discarding = False
-        return None if discarded else message
 
     def ack_fields(self) -> tuple[int, int]:
         """``(next, bitmap)`` for an Ack frame: what has arrived."""
