@@ -179,6 +179,16 @@ def test_every_public_name_resolves_to_its_module_s_object() -> None:
 
     import trio_udpchat
 
+    # The names mypy sees (the TYPE_CHECKING imports) are the names loaded on use.
+    source = ast.parse(_module_source("__init__"))
+    [typing_only] = [node for node in source.body if isinstance(node, ast.If)]
+    typed = {
+        alias.asname: f"{'.' * node.level}{node.module}"
+        for node in typing_only.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == {name: f".{module}" for name, module in trio_udpchat._WHERE.items()}
     assert set(trio_udpchat._WHERE) | {"__version__"} == set(trio_udpchat.__all__)
     for name, module in trio_udpchat._WHERE.items():
         defined = getattr(importlib.import_module(f"trio_udpchat.{module}"), name)
