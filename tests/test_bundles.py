@@ -31,11 +31,12 @@ from tests.core_helpers import (
     said_payload,
     say_data,
 )
+from tests.test_reliable import make_receiver, make_sender
 from trio_udpchat._chat import Said, decode_chat_untrusted
 from trio_udpchat._config import Config
 from trio_udpchat._crypto import RoomKey
 from trio_udpchat._events import Address, MessageDelivered, MessageReceived
-from trio_udpchat._reliable import Receiver, Sender
+from trio_udpchat._reliable import Sender
 from trio_udpchat._wire import (
     DATA_OVERHEAD,
     FLAG_BUNDLE,
@@ -53,19 +54,11 @@ SMALL = Config(max_datagram=64)  # 40 payload bytes per packet
 ROOM = SMALL.max_datagram - DATA_OVERHEAD
 
 
-def sender(config: Config = SMALL) -> Sender:
-    return Sender(config, Counter())
-
-
-def receiver(config: Config = SMALL) -> Receiver:
-    return Receiver(config, Counter())
-
-
 # -- the sender --------------------------------------------------------------------------
 
 
 def test_messages_queued_together_leave_as_one_bundle_and_one_ack_completes_them() -> None:
-    out = sender()
+    out = make_sender(SMALL)
     messages = [out.offer(text, text.encode()) for text in ["a", "bb", "ccc"]]
     [packet] = out.transmit(0.0)
     assert (packet.seq, packet.flags, packet.message) == (0, FLAG_BUNDLE, None)
@@ -77,7 +70,7 @@ def test_messages_queued_together_leave_as_one_bundle_and_one_ack_completes_them
 
 
 def test_a_bundle_never_outgrows_a_packet() -> None:
-    out = sender()
+    out = make_sender(SMALL)
     # 2 + 18 + 2 + 18 = 40 fits; a third does not, nor would a 17-byte message.
     for text in ["x" * 18, "y" * 18, "z" * 17]:
         out.offer(text, text.encode())
@@ -88,7 +81,7 @@ def test_a_bundle_never_outgrows_a_packet() -> None:
 
 
 def test_fragments_and_keepalives_are_never_bundled() -> None:
-    out = sender(replace(SMALL, window=2))
+    out = make_sender(replace(SMALL, window=2))
     out.offer("big", bytes(2 * ROOM + 1))  # three fragments, the last one with flags 0
     out.offer("a", b"a")
     out.offer("b", b"b")
@@ -138,7 +131,7 @@ def test_a_lost_bundle_is_sent_again_whole_and_its_messages_fail_together() -> N
 
 
 def test_without_bundles_each_message_has_its_own_packet() -> None:
-    out = sender(replace(SMALL, bundle=False))
+    out = make_sender(replace(SMALL, bundle=False))
     for text in ["a", "b", "c"]:
         out.offer(text, text.encode())
     assert [(p.seq, p.flags, p.payload) for p in out.transmit(0.0)] == [
@@ -152,7 +145,7 @@ def test_without_bundles_each_message_has_its_own_packet() -> None:
 
 
 def test_a_bundle_gives_its_messages_in_order_with_what_was_waiting_for_it() -> None:
-    into = receiver()
+    into = make_receiver(SMALL)
     assert into.on_data(1, 0, b"after", 0.0) == []  # out of order: held
     assert into.on_data(0, FLAG_BUNDLE, encode_bundle([b"x", b"", b"yz"]), 0.0) == [
         b"x",
@@ -165,7 +158,7 @@ def test_a_bundle_gives_its_messages_in_order_with_what_was_waiting_for_it() -> 
 
 @pytest.mark.parametrize("payload", [b"", b"\x00", b"\x00\x05abc", b"\x00\x01ab"])
 def test_a_bundle_that_does_not_tile_is_dropped_unacknowledged(payload: bytes) -> None:
-    into = receiver()
+    into = make_receiver(SMALL)
     assert into.on_data(0, FLAG_BUNDLE, payload, 0.0) == []
     assert into.stats["dropped:bad-bundle"] == 1
     assert into.ack_deadline() is None  # the sender will try again (and give up)
@@ -173,7 +166,7 @@ def test_a_bundle_that_does_not_tile_is_dropped_unacknowledged(payload: bytes) -
 
 
 def test_a_bundle_inside_a_fragmented_message_ends_that_message() -> None:
-    into = receiver()
+    into = make_receiver(SMALL)
     assert into.on_data(0, FLAG_MORE, b"half", 0.0) == []
     assert into.on_data(1, FLAG_BUNDLE, encode_bundle([b"a"]), 0.0) == [b"a"]
     assert into.stats["dropped:bad-bundle"] == 1
@@ -182,7 +175,7 @@ def test_a_bundle_inside_a_fragmented_message_ends_that_message() -> None:
 
 def test_a_bundled_message_over_the_limit_is_dropped_alone() -> None:
     config = replace(Config(), max_message=4, message_overhead=0)
-    into = receiver(config)
+    into = make_receiver(config)
     assert into.on_data(0, FLAG_BUNDLE, encode_bundle([b"ok", b"too long", b"ok2"]), 0.0) == [
         b"ok",
         b"ok2",
@@ -205,7 +198,7 @@ def test_whatever_is_offered_arrives_whole_in_order_and_no_packet_is_too_big(
     """Offers in bursts of ``flush_after`` (cycling), a flush after each burst, over a
     lossless link: the messages arrive as offered, every packet fits a datagram."""
     config = replace(SMALL, window=4, send_queue=1000)
-    out, into = sender(config), receiver(config)
+    out, into = make_sender(config), make_receiver(config)
     got: list[bytes] = []
     offered = 0
     now = 0.0
