@@ -275,7 +275,7 @@ class Sender:
         """The packet of ``first``, a whole message, and of the whole messages queued
         right after it that fit with it in one packet (a bundle), if any."""
         queue = self._queue
-        if not (self._bundling and queue and not isinstance(queue[0], Packet)):
+        if not self._bundling:
             return _alone(first, seq)
         parts = [first]
         room = self._fragment - bundle_overhead(1) - _size(first)
